@@ -1,0 +1,229 @@
+use crate::blob::Blob;
+use crate::created::{check_representable, rfc3339, source_date_epoch};
+use crate::layer::{self, LayerKind};
+use crate::{json, Reference};
+use anyhow::{bail, ensure, Context, Result};
+use oci_spec::image::{
+    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
+    ImageManifest, ImageManifestBuilder, MediaType, Os, Platform, PlatformBuilder, RootFsBuilder,
+};
+use std::collections::{BTreeMap, HashMap};
+
+/// What to build around a module besides its bytes.
+#[derive(Clone, Debug)]
+pub struct ImageOptions {
+    pub reference: Reference,
+    /// Absolute path of the module inside the image, e.g. `/go-hello.wasm`;
+    /// it becomes the config's `Entrypoint`.
+    pub entrypoint: String,
+    pub layer: LayerKind,
+    /// Default environment of the module, as `Env` `KEY=VALUE` entries.
+    pub env: Vec<(String, String)>,
+    /// Config labels.
+    pub labels: BTreeMap<String, String>,
+    /// Manifest annotations, typically `org.opencontainers.image.*`.
+    pub annotations: BTreeMap<String, String>,
+    /// Seconds since the Unix epoch for `created` and file times; `None`
+    /// reads `SOURCE_DATE_EPOCH`, else uses 0.
+    pub created: Option<u64>,
+}
+
+impl ImageOptions {
+    /// A tar-layer image with no env, labels or annotations.
+    pub fn new(reference: Reference, entrypoint: impl Into<String>) -> Self {
+        ImageOptions {
+            reference,
+            entrypoint: entrypoint.into(),
+            layer: LayerKind::Tar,
+            env: Vec::new(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            created: None,
+        }
+    }
+}
+
+/// A single-layer wasm image held in memory: three blobs (config, layer,
+/// manifest) plus the parsed documents they encode.
+#[derive(Clone, Debug)]
+pub struct WasmImage {
+    reference: Reference,
+    created: u64,
+    config: ImageConfiguration,
+    manifest: ImageManifest,
+    config_blob: Blob,
+    layer_blob: Blob,
+    manifest_blob: Blob,
+}
+
+/// The platform every image of this crate is for: `wasi/wasm`.
+pub fn platform() -> Platform {
+    PlatformBuilder::default()
+        .os(Os::Other("wasi".into()))
+        .architecture(Arch::Wasm)
+        .build()
+        .expect("os and architecture are the only required platform fields")
+}
+
+impl WasmImage {
+    /// Builds the image for the WebAssembly binary `module`.
+    pub fn build(module: &[u8], options: &ImageOptions) -> Result<Self> {
+        check_module(module)?;
+        check_entrypoint(&options.entrypoint)?;
+        let created = match options.created {
+            Some(secs) => secs,
+            None => source_date_epoch()?,
+        };
+        check_representable(created)?;
+
+        let layer = layer::build(options.layer, module, &options.entrypoint, created)?;
+        let config = image_config(options, created, layer.diff_id.as_ref())?;
+        let config_blob = Blob::new(MediaType::ImageConfig, json::canonical(&config)?);
+        let manifest = image_manifest(options, &config_blob, &layer.blob)?;
+        let manifest_blob = Blob::new(MediaType::ImageManifest, json::canonical(&manifest)?);
+        Ok(WasmImage {
+            reference: options.reference.clone(),
+            created,
+            config,
+            manifest,
+            config_blob,
+            layer_blob: layer.blob,
+            manifest_blob,
+        })
+    }
+
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// Seconds since the Unix epoch the image is stamped with.
+    pub fn created(&self) -> u64 {
+        self.created
+    }
+
+    pub fn config(&self) -> &ImageConfiguration {
+        &self.config
+    }
+
+    pub fn manifest(&self) -> &ImageManifest {
+        &self.manifest
+    }
+
+    pub fn config_blob(&self) -> &Blob {
+        &self.config_blob
+    }
+
+    pub fn layer_blob(&self) -> &Blob {
+        &self.layer_blob
+    }
+
+    pub fn manifest_blob(&self) -> &Blob {
+        &self.manifest_blob
+    }
+
+    /// Every blob the image consists of, manifest last, in the order a
+    /// registry push must upload them.
+    pub fn blobs(&self) -> [&Blob; 3] {
+        [&self.config_blob, &self.layer_blob, &self.manifest_blob]
+    }
+
+    /// Descriptor of the manifest with its `wasi/wasm` platform, as an image
+    /// index lists it.
+    pub fn manifest_descriptor(&self) -> Descriptor {
+        let mut descriptor = self.manifest_blob.descriptor().clone();
+        descriptor.set_platform(Some(platform()));
+        descriptor
+    }
+}
+
+fn check_module(module: &[u8]) -> Result<()> {
+    ensure!(
+        module.starts_with(b"\0asm"),
+        "the module does not start with the WebAssembly magic bytes `\\0asm`; \
+         pass a compiled .wasm file (e.g. from `GOOS=wasip1 GOARCH=wasm go build`)"
+    );
+    Ok(())
+}
+
+fn check_entrypoint(entrypoint: &str) -> Result<()> {
+    let Some(relative) = entrypoint.strip_prefix('/') else {
+        bail!(
+            "entrypoint {entrypoint:?} must be an absolute path inside the image, like `/app.wasm`"
+        );
+    };
+    let clean = relative
+        .split('/')
+        .all(|part| !matches!(part, "" | "." | ".."));
+    ensure!(
+        clean,
+        "entrypoint {entrypoint:?} must name a file by a plain path: no empty, `.` or `..` parts and no trailing `/`"
+    );
+    Ok(())
+}
+
+fn image_config(options: &ImageOptions, created: u64, diff_id: &str) -> Result<ImageConfiguration> {
+    let mut config = ConfigBuilder::default().entrypoint(vec![options.entrypoint.clone()]);
+    if !options.env.is_empty() {
+        config = config.env(env_entries(&options.env)?);
+    }
+    if !options.labels.is_empty() {
+        config = config.labels(
+            options
+                .labels
+                .clone()
+                .into_iter()
+                .collect::<HashMap<_, _>>(),
+        );
+    }
+    let history = HistoryBuilder::default()
+        .created(rfc3339(created))
+        .created_by(format!(
+            "fabricks: {} layer with {}",
+            options.layer, options.entrypoint
+        ))
+        .build()?;
+    ImageConfigurationBuilder::default()
+        .created(rfc3339(created))
+        .os(Os::Other("wasi".into()))
+        .architecture(Arch::Wasm)
+        .config(config.build()?)
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(vec![diff_id.to_owned()])
+                .build()?,
+        )
+        .history(vec![history])
+        .build()
+        .context("assembling the image config")
+}
+
+fn env_entries(env: &[(String, String)]) -> Result<Vec<String>> {
+    env.iter()
+        .map(|(key, value)| {
+            ensure!(
+                !key.is_empty() && !key.contains('='),
+                "environment variable name {key:?} must be non-empty and contain no `=`"
+            );
+            Ok(format!("{key}={value}"))
+        })
+        .collect()
+}
+
+fn image_manifest(options: &ImageOptions, config: &Blob, layer: &Blob) -> Result<ImageManifest> {
+    let mut manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config.descriptor().clone())
+        .layers(vec![layer.descriptor().clone()]);
+    if !options.annotations.is_empty() {
+        manifest = manifest.annotations(
+            options
+                .annotations
+                .clone()
+                .into_iter()
+                .collect::<HashMap<_, _>>(),
+        );
+    }
+    manifest.build().context("assembling the image manifest")
+}

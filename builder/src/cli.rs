@@ -1,0 +1,119 @@
+//! Command-line interface definitions.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use fabricks_image::LayerKind;
+use std::path::PathBuf;
+
+/// Build Go (and later .NET) projects into WebAssembly OCI images for the
+/// Fabricks containerd shim, and run them locally on the same engine.
+#[derive(Debug, Parser)]
+#[command(name = "fabricks", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Build(BuildArgs),
+    Run(RunArgs),
+}
+
+/// Compile a project to a WASI preview-1 module and pack it as an OCI image archive.
+///
+/// The project kind is detected from DIR: `go.mod` means Go (built with
+/// `GOOS=wasip1 GOARCH=wasm go build -trimpath`); `*.csproj` means .NET, which
+/// lands in a later release. The module is built into DIR/.fabricks/ (which
+/// carries its own .gitignore); the image holds it at /<dir name>.wasm as its
+/// entrypoint. Import the archive with
+/// `ctr images import --platform wasi/wasm IMAGE.tar`. Timestamps come from
+/// SOURCE_DATE_EPOCH (else 1970-01-01), so the same module gives the same digest.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Project directory.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+
+    /// Where to write the OCI image-layout archive [default: DIR/.fabricks/<dir name>.tar].
+    #[arg(short, long, value_name = "IMAGE.tar")]
+    pub output: Option<PathBuf>,
+
+    /// Image reference [default: localhost/<dir name>:latest]. Short names are
+    /// normalised like Docker's: `app` becomes docker.io/library/app:latest.
+    #[arg(short, long = "tag", value_name = "REF")]
+    pub tag: Option<String>,
+
+    /// How the module is stored in the image's single layer.
+    #[arg(long, value_enum, default_value_t = LayerArg::Tar)]
+    pub layer: LayerArg,
+
+    /// Default environment variable of the module (repeatable).
+    #[arg(short, long, value_name = "KEY=VALUE", value_parser = key_value)]
+    pub env: Vec<(String, String)>,
+
+    /// Image config label (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
+    pub label: Vec<(String, String)>,
+
+    /// Manifest annotation, e.g. org.opencontainers.image.source=URL (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
+    pub annotation: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LayerArg {
+    /// A gzip tar holding the module: unpacks with any containerd snapshotter.
+    Tar,
+    /// The raw module as an `application/wasm` blob: nothing to unpack (import with `ctr images import --no-unpack`).
+    Wasm,
+}
+
+impl From<LayerArg> for LayerKind {
+    fn from(arg: LayerArg) -> Self {
+        match arg {
+            LayerArg::Tar => LayerKind::Tar,
+            LayerArg::Wasm => LayerKind::Wasm,
+        }
+    }
+}
+
+/// Run a project or a .wasm module in this process, on the engine the shim uses.
+///
+/// A directory is built first as `fabricks build` would (into DIR/.fabricks/),
+/// without making an image. The module sees its arguments, the --env
+/// variables, the --dir directories and this terminal's stdin/stdout/stderr;
+/// nothing else of the host. Ctrl-C (SIGINT) or SIGTERM stops it (a second one
+/// exits at once), and `fabricks` exits with the module's status: its exit
+/// code, 128+N when stopped by signal N, 134 when it traps, and 125 when it
+/// could not be started at all. Compiled
+/// modules are cached in $XDG_CACHE_HOME/fabricks/modules (else
+/// ~/.cache/fabricks/modules).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Project directory or compiled module (.wasm).
+    #[arg(value_name = "DIR|MODULE.wasm")]
+    pub target: PathBuf,
+
+    /// Environment variable for the module; KEY alone passes this process's value (repeatable).
+    #[arg(short, long, value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+
+    /// Host directory the module may use, at GUEST [default: the absolute HOST path] (repeatable).
+    #[arg(long, value_name = "HOST[:GUEST]")]
+    pub dir: Vec<String>,
+
+    /// Working directory of the module (a guest path).
+    #[arg(long, default_value = "/", value_name = "GUEST_DIR")]
+    pub cwd: String,
+
+    /// Arguments for the module, after `--`.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}

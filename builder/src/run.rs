@@ -1,0 +1,160 @@
+//! `fabricks run`: a project or module, run in-process on the shim's engine.
+
+use crate::cli::RunArgs;
+use crate::compile;
+use crate::progress::Step;
+use crate::signals;
+use anyhow::{bail, ensure, Context, Result};
+use fabricks_engine::{Command, Compiler, Engine, EngineOptions, Preopen, Stdio, Stopper};
+use std::path::{Path, PathBuf};
+
+/// Runs the module and returns its exit status.
+pub fn run(args: RunArgs) -> Result<i32> {
+    let (path, program) = module_for(&args.target)?;
+    let engine = Engine::new(EngineOptions {
+        cache_dir: cache_dir()?,
+        compiler: Compiler::InProcess,
+    })?;
+    let module = load(&engine, &path)?;
+
+    let mut argv = vec![program];
+    argv.extend(args.args);
+    let command = Command {
+        args: argv,
+        env: environment(&args.env)?,
+        cwd: args.cwd,
+        dirs: args
+            .dir
+            .iter()
+            .map(|spec| preopen(spec))
+            .collect::<Result<_>>()?,
+        stdin: Stdio::Inherit,
+        stdout: Stdio::Inherit,
+        stderr: Stdio::Inherit,
+    };
+    let stopper = Stopper::new();
+    signals::forward_to(&stopper)?;
+    engine.run(&module, command, &stopper)
+}
+
+/// The module to run and its argv[0]: a project's module is called by its
+/// image entrypoint, as under the shim; a file by the path it was given as.
+fn module_for(target: &Path) -> Result<(PathBuf, String)> {
+    if target.is_dir() {
+        let compiled = compile::compile(target)?;
+        let program = compiled.entrypoint();
+        return Ok((compiled.module, program));
+    }
+    ensure!(
+        target.is_file(),
+        "{} does not exist; give a project directory or a compiled .wasm module",
+        target.display()
+    );
+    Ok((target.to_owned(), target.display().to_string()))
+}
+
+fn load(engine: &Engine, path: &Path) -> Result<fabricks_engine::Module> {
+    let step = Step::start(format!("Preparing {} for this machine", path.display()));
+    let module = engine.load(path)?;
+    let done = if engine.cache().compiles() > 0 {
+        format!("Compiled {} to native code", path.display())
+    } else {
+        format!("Loaded {} from the module cache", path.display())
+    };
+    step.done(done);
+    Ok(module)
+}
+
+/// `$XDG_CACHE_HOME/fabricks/modules`, else `~/.cache/fabricks/modules`.
+fn cache_dir() -> Result<PathBuf> {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    let base = match (absolute("XDG_CACHE_HOME"), absolute("HOME")) {
+        (Some(cache), _) => cache,
+        (None, Some(home)) => home.join(".cache"),
+        (None, None) => bail!("neither XDG_CACHE_HOME nor HOME is set to an absolute path; set one so compiled modules can be cached"),
+    };
+    Ok(base.join("fabricks").join("modules"))
+}
+
+/// `KEY=VALUE` as given; a bare `KEY` takes this process's value and is left
+/// out when unset, as `docker run -e KEY` does.
+fn environment(specs: &[String]) -> Result<Vec<(String, String)>> {
+    let mut env = Vec::new();
+    for spec in specs {
+        let (key, value) = match spec.split_once('=') {
+            Some((key, value)) => (key, Some(value.to_owned())),
+            None => (spec.as_str(), std::env::var(spec).ok()),
+        };
+        ensure!(
+            !key.is_empty(),
+            "--env {spec:?} has no variable name; use KEY=VALUE"
+        );
+        match value {
+            Some(value) => env.push((key.to_owned(), value)),
+            None => log::warn!("--env {key}: not set here, so not passed to the module"),
+        }
+    }
+    Ok(env)
+}
+
+/// `HOST[:GUEST]`: HOST must be an existing directory; GUEST, an absolute
+/// guest path, defaults to HOST's absolute path.
+fn preopen(spec: &str) -> Result<Preopen> {
+    let (host, guest) = match spec.split_once(':') {
+        Some((host, guest)) => (host, Some(guest)),
+        None => (spec, None),
+    };
+    let host = Path::new(host)
+        .canonicalize()
+        .with_context(|| format!("--dir {spec}: host directory {host} not found"))?;
+    ensure!(
+        host.is_dir(),
+        "--dir {spec}: {} is not a directory",
+        host.display()
+    );
+    let guest = guest.map_or_else(|| host.display().to_string(), str::to_owned);
+    ensure!(
+        guest.starts_with('/'),
+        "--dir {spec}: the guest path {guest:?} must be absolute, like /data"
+    );
+    Ok(Preopen { host, guest })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preopens_default_to_the_host_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().canonicalize().unwrap();
+        let spec = dir.path().display().to_string();
+        let open = preopen(&spec).unwrap();
+        assert_eq!(
+            (open.host.clone(), open.guest),
+            (host.clone(), host.display().to_string())
+        );
+        let open = preopen(&format!("{spec}:/data")).unwrap();
+        assert_eq!((open.host, open.guest.as_str()), (host, "/data"));
+        assert!(preopen(&format!("{spec}:data")).is_err());
+        assert!(preopen("/no/such/dir").is_err());
+    }
+
+    #[test]
+    fn environment_takes_pairs_and_passes_through_set_names() {
+        let env = environment(&[
+            "A=1=2".into(),
+            "PATH".into(),
+            "FABRICKS_SURELY_UNSET_VAR".into(),
+        ])
+        .unwrap();
+        assert_eq!(env[0], ("A".into(), "1=2".into()));
+        assert_eq!(env[1].0, "PATH");
+        assert_eq!(env.len(), 2);
+        assert!(environment(&["=x".into()]).is_err());
+    }
+}

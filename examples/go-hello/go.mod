@@ -1,0 +1,3 @@
+module fabricks/examples/go-hello
+
+go 1.24

@@ -1,0 +1,149 @@
+//! Compiled modules on disk, keyed by module digest and engine settings.
+//!
+//! Layout: `<root>/<engine fingerprint>/<sha256 of the module>.cwasm`. A new wasmtime
+//! version or a changed engine configuration gives a new fingerprint, so stale entries are
+//! never loaded (and `prune_other_engines` removes them). Writers take a per-entry lock
+//! and rename a finished file into place, so concurrent starts of one image compile once.
+
+use std::fs::{self, File};
+use std::hash::{Hash, Hasher};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use wasmtime::Module;
+
+#[derive(Clone)]
+pub struct ModuleCache {
+    dir: PathBuf,
+    compiles: Arc<AtomicU64>,
+}
+
+impl ModuleCache {
+    pub(crate) fn new(root: &Path, engine: &wasmtime::Engine) -> Result<Self> {
+        let dir = root.join(engine_fingerprint(engine));
+        fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the module cache {}", dir.display()))?;
+        Ok(Self { dir, compiles: Arc::default() })
+    }
+
+    /// The directory holding this engine's compiled modules.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// How many modules this process had to compile (a cached start adds none).
+    pub fn compiles(&self) -> u64 {
+        self.compiles.load(Ordering::Relaxed)
+    }
+
+    pub fn entry_path(&self, wasm: &[u8]) -> PathBuf {
+        self.dir.join(format!("{}.cwasm", hex::encode(Sha256::digest(wasm))))
+    }
+
+    pub(crate) fn get_or_compile(
+        &self,
+        engine: &wasmtime::Engine,
+        wasm: &[u8],
+        compile: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Module> {
+        let path = self.entry_path(wasm);
+        if let Some(module) = self.try_load(engine, &path) {
+            return Ok(module);
+        }
+        let _lock = EntryLock::take(&path)?;
+        // Another process may have finished the same module while we waited for the lock.
+        if let Some(module) = self.try_load(engine, &path) {
+            return Ok(module);
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let started = std::time::Instant::now();
+        let compiled = compile(&tmp).and_then(|()| {
+            fs::rename(&tmp, &path).with_context(|| format!("storing {}", path.display()))
+        });
+        if let Err(e) = compiled {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.compiles.fetch_add(1, Ordering::Relaxed);
+        log::info!("compiled module {} in {:?}", path.display(), started.elapsed());
+        self.try_load(engine, &path)
+            .with_context(|| format!("loading freshly compiled {}", path.display()))
+    }
+
+    fn try_load(&self, engine: &wasmtime::Engine, path: &Path) -> Option<Module> {
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the cache directory is written only by this engine's compiler (root-owned
+        // on a node); wasmtime still checks the file's header and engine compatibility.
+        match unsafe { Module::deserialize_file(engine, path) } {
+            Ok(module) => {
+                log::debug!("loaded compiled module {}", path.display());
+                Some(module)
+            }
+            Err(e) => {
+                log::warn!("discarding unusable cache entry {}: {e:#}", path.display());
+                let _ = fs::remove_file(path);
+                None
+            }
+        }
+    }
+
+    /// Removes cache directories of other engine fingerprints (older wasmtime or settings).
+    pub fn prune_other_engines(&self) -> Result<usize> {
+        let Some(root) = self.dir.parent() else { return Ok(0) };
+        let mut removed = 0;
+        for entry in fs::read_dir(root).with_context(|| format!("listing {}", root.display()))? {
+            let path = entry?.path();
+            if path != self.dir && path.is_dir() {
+                fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// `wasmtime-<version>-<hash of the settings that make compiled code compatible>`.
+fn engine_fingerprint(engine: &wasmtime::Engine) -> String {
+    let mut hasher = ShaHasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    let digest = hasher.0.finalize();
+    format!("wasmtime-{}-{}", wasmtime_version(), &hex::encode(digest)[..16])
+}
+
+fn wasmtime_version() -> &'static str {
+    // Compiled code is tied to the exact wasmtime release, which the workspace pins.
+    "36.0.20"
+}
+
+/// std's `DefaultHasher` may change between Rust releases; the fingerprint must not.
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn finish(&self) -> u64 {
+        unreachable!("only the full digest is used")
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// An exclusive `flock` on `<entry>.lock`, released on drop.
+struct EntryLock(#[allow(dead_code)] File);
+
+impl EntryLock {
+    fn take(entry: &Path) -> Result<Self> {
+        let path = entry.with_extension("lock");
+        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!("locking {}: {}", path.display(), std::io::Error::last_os_error());
+        }
+        Ok(Self(file))
+    }
+}

@@ -1,0 +1,46 @@
+//! Turning wasm bytes into a compiled-module file.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::Compiler;
+
+/// Rejects files that are not WebAssembly core modules, with a message a user can act on.
+pub fn check_magic(bytes: &[u8]) -> Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        bail!(
+            "not a WebAssembly module: it starts with bytes [{}], not the wasm magic \\0asm; \
+             build it with GOOS=wasip1 GOARCH=wasm (or `fabricks build`)",
+            head.join(" ")
+        );
+    }
+    if bytes[4..8] != [1, 0, 0, 0] {
+        bail!(
+            "this is a WebAssembly component or an unknown wasm version, not a core module: \
+             Fabricks runs WASI preview-1 modules"
+        );
+    }
+    Ok(())
+}
+
+/// Compiles `wasm` with the engine configuration every Fabricks process shares and writes
+/// the result to `out`. Entry point for compiler child processes.
+pub fn compile_to_file(wasm: &[u8], out: &Path) -> Result<()> {
+    let engine = crate::new_wasmtime_engine()?;
+    compile_in_process(&engine, wasm, out)
+}
+
+pub(crate) fn compile(engine: &wasmtime::Engine, compiler: &Compiler, wasm: &[u8], out: &Path) -> Result<()> {
+    match compiler {
+        Compiler::InProcess => compile_in_process(engine, wasm, out),
+        Compiler::External(compile) => compile(wasm, out),
+    }
+}
+
+fn compile_in_process(engine: &wasmtime::Engine, wasm: &[u8], out: &Path) -> Result<()> {
+    let compiled = engine.precompile_module(wasm).context("invalid WebAssembly module")?;
+    std::fs::write(out, compiled).with_context(|| format!("writing {}", out.display()))
+}

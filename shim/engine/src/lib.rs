@@ -1,0 +1,101 @@
+//! The wasm engine shared by the shim and `fabricks run`.
+//!
+//! One place decides how a module is compiled (once per node, into a content-addressed
+//! cache, optionally in a child process so Cranelift's memory never stays in the shim),
+//! how a compiled module is loaded (mapped from its cache file, so every container of an
+//! image shares its pages), what WASI view a command gets, and how a stop request ends it.
+
+mod cache;
+mod command;
+mod compile;
+mod run;
+mod stop;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+pub use cache::ModuleCache;
+pub use command::{Command, Preopen, Stdio};
+pub use compile::{check_magic, compile_to_file};
+pub use run::TRAP_EXIT_CODE;
+pub use stop::Stopper;
+pub use wasmtime::Module;
+
+/// Where Cranelift runs when a module is not in the cache yet.
+#[derive(Clone)]
+pub enum Compiler {
+    /// In this process: right for short-lived processes such as the CLI.
+    InProcess,
+    /// Somewhere else, typically a child process that calls [`compile_to_file`]: long-lived
+    /// processes use this so the compiler's allocations leave with the child. The function
+    /// gets the module bytes and the path the compiled module must be written to.
+    External(Arc<ExternalCompiler>),
+}
+
+pub type ExternalCompiler = dyn Fn(&[u8], &Path) -> Result<()> + Send + Sync;
+
+impl std::fmt::Debug for Compiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compiler::InProcess => "InProcess",
+            Compiler::External(_) => "External",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub cache_dir: PathBuf,
+    pub compiler: Compiler,
+}
+
+/// A wasmtime engine plus its compiled-module cache. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: wasmtime::Engine,
+    cache: ModuleCache,
+    compiler: Compiler,
+}
+
+impl Engine {
+    pub fn new(options: EngineOptions) -> Result<Self> {
+        let inner = new_wasmtime_engine()?;
+        let cache = ModuleCache::new(&options.cache_dir, &inner)?;
+        Ok(Self { inner, cache, compiler: options.compiler })
+    }
+
+    /// Returns the compiled module for the wasm file at `path`, compiling it only if no
+    /// compiled copy for this engine is cached yet.
+    pub fn load(&self, path: &Path) -> Result<Module> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        check_magic(&bytes).with_context(|| format!("{} cannot run", path.display()))?;
+        self.load_bytes(&bytes)
+    }
+
+    /// Like [`Engine::load`] for a module already in memory (e.g. an OCI wasm layer).
+    pub fn load_bytes(&self, wasm: &[u8]) -> Result<Module> {
+        check_magic(wasm)?;
+        self.cache.get_or_compile(&self.inner, wasm, |out| compile::compile(&self.inner, &self.compiler, wasm, out))
+    }
+
+    pub fn cache(&self) -> &ModuleCache {
+        &self.cache
+    }
+
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner
+    }
+}
+
+/// The one engine configuration: the compiler child and the loader must agree on it,
+/// or the cache key (which hashes it) would never match.
+pub(crate) fn new_wasmtime_engine() -> Result<wasmtime::Engine> {
+    let mut config = wasmtime::Config::new();
+    // Stops interrupt a module that never calls the host (a spin loop).
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    config.wasm_backtrace(true);
+    wasmtime::Engine::new(&config).context("creating the wasmtime engine")
+}

@@ -1,0 +1,88 @@
+//! Modules shipped as OCI wasm layers: containerd does not unpack them into the rootfs, so
+//! the shim reads the layer from containerd's content store.
+
+use anyhow::{Context, Result};
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::content_client::ContentClient;
+use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::{GetContainerRequest, GetImageRequest, ReadContentRequest};
+use containerd_client::tonic::transport::Channel;
+use containerd_client::tonic::Request;
+use containerd_client::with_namespace;
+use oci_spec::image::{ImageIndex, ImageManifest};
+
+/// Layer media types that carry a wasm module as the blob itself.
+pub const WASM_LAYER_TYPES: &[&str] = &[
+    "application/wasm",
+    "application/vnd.wasm.content.layer.v1+wasm",
+    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+];
+
+/// The wasm layer of container `id`'s image, or `None` when the image has none (or the
+/// container was created without an image).
+pub fn wasm_layer(containerd: &str, namespace: &str, id: &str) -> Result<Option<Vec<u8>>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(fetch(containerd, namespace, id))
+}
+
+async fn fetch(containerd: &str, ns: &str, id: &str) -> Result<Option<Vec<u8>>> {
+    let socket = containerd.trim_start_matches("unix://");
+    let channel = containerd_client::connect(socket)
+        .await
+        .with_context(|| format!("connecting to containerd at {socket}"))?;
+    let container = ContainersClient::new(channel.clone())
+        .get(with_namespace!(GetContainerRequest { id: id.into() }, ns))
+        .await
+        .with_context(|| format!("looking up container {id}"))?
+        .into_inner()
+        .container
+        .context("containerd returned no container")?;
+    if container.image.is_empty() {
+        return Ok(None);
+    }
+    let image = ImagesClient::new(channel.clone())
+        .get(with_namespace!(GetImageRequest { name: container.image.clone() }, ns))
+        .await
+        .with_context(|| format!("looking up image {}", container.image))?
+        .into_inner()
+        .image
+        .and_then(|i| i.target)
+        .with_context(|| format!("image {} has no target", container.image))?;
+    let manifest = manifest_of(&channel, ns, &image.media_type, &image.digest).await?;
+    let Some(layer) = manifest.layers().iter().find(|l| WASM_LAYER_TYPES.contains(&l.media_type().to_string().as_str())) else {
+        return Ok(None);
+    };
+    log::info!("module from wasm layer {} of {}", layer.digest(), container.image);
+    Ok(Some(read_blob(&channel, ns, &layer.digest().to_string()).await?))
+}
+
+/// The image's manifest, choosing the `wasi/wasm` entry when the target is an index.
+async fn manifest_of(channel: &Channel, ns: &str, media_type: &str, digest: &str) -> Result<ImageManifest> {
+    let blob = read_blob(channel, ns, digest).await?;
+    if !media_type.contains("index") && !media_type.contains("manifest.list") {
+        return ImageManifest::from_reader(&blob[..]).context("parsing the image manifest");
+    }
+    let index = ImageIndex::from_reader(&blob[..]).context("parsing the image index")?;
+    let entry = index
+        .manifests()
+        .iter()
+        .find(|m| m.platform().as_ref().is_some_and(|p| p.architecture().to_string() == "wasm"))
+        .or_else(|| index.manifests().first())
+        .context("the image index lists no manifest")?;
+    let blob = read_blob(channel, ns, &entry.digest().to_string()).await?;
+    ImageManifest::from_reader(&blob[..]).context("parsing the image manifest")
+}
+
+async fn read_blob(channel: &Channel, ns: &str, digest: &str) -> Result<Vec<u8>> {
+    let request = ReadContentRequest { digest: digest.into(), offset: 0, size: 0 };
+    let mut stream = ContentClient::new(channel.clone())
+        .read(with_namespace!(request, ns))
+        .await
+        .with_context(|| format!("reading blob {digest} from containerd's content store"))?
+        .into_inner();
+    let mut data = Vec::new();
+    while let Some(chunk) = stream.message().await.with_context(|| format!("reading blob {digest}"))? {
+        data.extend_from_slice(&chunk.data);
+    }
+    Ok(data)
+}

@@ -1,0 +1,77 @@
+//! The shim binary's entry points as containerd calls them: `start` (spawn or reuse the
+//! pod's shim), `delete` (clean up after a shim that died) and the task server itself.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use containerd_shim::api::DeleteResponse;
+use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{Config, ExitSignal, Flags, StartOpts};
+
+use crate::native::Runc;
+use crate::service::Service;
+
+/// CRI puts every container of a pod in this annotation, so one shim serves the pod.
+const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+
+pub struct FabricksShim {
+    namespace: String,
+    id: String,
+    containerd: String,
+    exit: Arc<ExitSignal>,
+}
+
+impl containerd_shim::Shim for FabricksShim {
+    type T = Service;
+
+    fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        Self {
+            namespace: args.namespace.clone(),
+            id: args.id.clone(),
+            containerd: args.address.clone(),
+            exit: Arc::default(),
+        }
+    }
+
+    fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
+        let grouping = pod_of(Path::new("config.json")).unwrap_or_else(|| opts.id.clone());
+        // If the pod's shim already listens on the grouping's socket, the spawned process
+        // sees the address in use, reports it and exits.
+        let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        std::fs::write("address", &address)
+            .map_err(|e| containerd_shim::Error::Other(format!("writing the address file: {e}")))?;
+        Ok(address)
+    }
+
+    fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
+        // containerd runs this in the bundle when a shim died without deleting its task.
+        let bundle = std::env::current_dir().unwrap_or_default();
+        if bundle.join("init.pid").exists() {
+            if let Err(e) = Runc::new(&self.namespace).delete(&self.id, &bundle) {
+                log::warn!("cleaning up native task {}: {e:#}", self.id);
+            }
+        }
+        if let Err(e) = crate::mounts::unmount_all(&bundle.join("rootfs")) {
+            log::warn!("unmounting the rootfs of {}: {e:#}", self.id);
+        }
+        Ok(DeleteResponse {
+            exit_status: 128 + libc::SIGKILL as u32,
+            exited_at: MessageField::some(crate::state::now()),
+            ..Default::default()
+        })
+    }
+
+    fn wait(&mut self) {
+        self.exit.wait();
+    }
+
+    fn create_task_service(&self, publisher: RemotePublisher) -> Service {
+        Service::new(&self.namespace, &self.containerd, publisher, self.exit.clone())
+    }
+}
+
+fn pod_of(config: &Path) -> Option<String> {
+    let spec = oci_spec::runtime::Spec::load(config).ok()?;
+    spec.annotations().as_ref()?.get(SANDBOX_ID).cloned()
+}

@@ -1,0 +1,99 @@
+//! A wasm container: a thread of the shim running one command module.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use fabricks_engine::{Command, Engine, Module, Preopen, Stdio, Stopper};
+use oci_spec::runtime::Spec;
+
+use crate::stdio;
+
+pub struct WasmTask {
+    engine: Engine,
+    module: Module,
+    command: Mutex<Option<Command>>,
+    /// Where errors after start go, besides the shim log: the task's own stderr.
+    stderr: Option<File>,
+    stopper: Stopper,
+}
+
+pub struct Io<'a> {
+    pub stdin: &'a str,
+    pub stdout: &'a str,
+    pub stderr: &'a str,
+}
+
+impl WasmTask {
+    /// Everything that can fail before the module runs fails here, at create time:
+    /// compiling, imports WASI cannot satisfy, a missing `_start`, unopenable stdio.
+    pub fn prepare(engine: &Engine, wasm: &[u8], spec: &Spec, rootfs: &Path, io: Io) -> Result<Self> {
+        let process = spec.process().as_ref().context("the OCI spec has no process")?;
+        let program = process.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
+        let module = engine.load_bytes(wasm).with_context(|| format!("loading {program}"))?;
+        engine.check_command(&module, &program)?;
+        let stdout = stdio::open_output(io.stdout)?;
+        let stderr = stdio::open_output(io.stderr)?;
+        let stderr_copy = match &stderr {
+            Stdio::File(f) => Some(f.try_clone().context("duplicating stderr")?),
+            _ => None,
+        };
+        let command = Command {
+            args: process.args().clone().unwrap_or_default(),
+            env: process.env().iter().flatten().filter_map(|kv| split_env(kv)).collect(),
+            cwd: process.cwd().to_string_lossy().into_owned(),
+            dirs: vec![Preopen { host: rootfs.to_path_buf(), guest: "/".into() }],
+            stdin: stdio::open_input(io.stdin)?,
+            stdout,
+            stderr,
+        };
+        Ok(Self {
+            engine: engine.clone(),
+            module,
+            command: Mutex::new(Some(command)),
+            stderr: stderr_copy,
+            stopper: Stopper::new(),
+        })
+    }
+
+    /// Runs the module on its own thread; `on_exit` gets its exit status.
+    pub fn start(&self, id: &str, on_exit: impl FnOnce(i32) + Send + 'static) -> Result<()> {
+        let command = self.command.lock().unwrap().take().context("the task was already started")?;
+        let (engine, module, stopper) = (self.engine.clone(), self.module.clone(), self.stopper.clone());
+        let mut stderr = self.stderr.as_ref().map(File::try_clone).transpose()?;
+        let id = id.to_string();
+        std::thread::Builder::new()
+            .name(format!("wasm-{}", &id[..id.len().min(8)]))
+            .spawn(move || {
+                let code = engine.run(&module, command, &stopper).unwrap_or_else(|e| {
+                    log::error!("task {id}: {e:#}");
+                    if let Some(err) = stderr.as_mut() {
+                        let _ = writeln!(err, "fabricks: {e:#}");
+                    }
+                    1
+                });
+                on_exit(code)
+            })
+            .context("starting the module thread")?;
+        Ok(())
+    }
+
+    /// Delivers a signal the way the kernel would to a process with default handlers:
+    /// signals whose default is to terminate end the module with `128 + signal`.
+    pub fn signal(&self, signal: u32) {
+        if !ignored_by_default(signal as i32) {
+            self.stopper.stop(signal as i32);
+        }
+    }
+}
+
+fn ignored_by_default(signal: i32) -> bool {
+    matches!(signal, 0 | libc::SIGCHLD | libc::SIGCONT | libc::SIGURG | libc::SIGWINCH)
+}
+
+fn split_env(kv: &str) -> Option<(String, String)> {
+    let (k, v) = kv.split_once('=')?;
+    Some((k.to_string(), v.to_string()))
+}
