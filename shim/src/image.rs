@@ -53,7 +53,7 @@ async fn fetch(containerd: &str, ns: &str, id: &str) -> Result<Option<Vec<u8>>> 
         return Ok(None);
     };
     log::info!("module from wasm layer {} of {}", layer.digest(), container.image);
-    Ok(Some(read_blob(&channel, ns, &layer.digest().to_string()).await?))
+    Ok(Some(read_blob(&channel, ns, layer.digest().as_ref()).await?))
 }
 
 /// The image's manifest, choosing the `wasi/wasm` entry when the target is an index.
@@ -69,7 +69,7 @@ async fn manifest_of(channel: &Channel, ns: &str, media_type: &str, digest: &str
         .find(|m| m.platform().as_ref().is_some_and(|p| p.architecture().to_string() == "wasm"))
         .or_else(|| index.manifests().first())
         .context("the image index lists no manifest")?;
-    let blob = read_blob(channel, ns, &entry.digest().to_string()).await?;
+    let blob = read_blob(channel, ns, entry.digest().as_ref()).await?;
     ImageManifest::from_reader(&blob[..]).context("parsing the image manifest")
 }
 

@@ -77,7 +77,7 @@ impl WasmImage {
         check_representable(created)?;
 
         let layer = layer::build(options.layer, module, &options.entrypoint, created)?;
-        let config = image_config(options, created, layer.diff_id.as_ref())?;
+        let config = image_config(options, created, layer.diff_id.as_ref().map(|d| d.as_ref()))?;
         let config_blob = Blob::new(MediaType::ImageConfig, json::canonical(&config)?);
         let manifest = image_manifest(options, &config_blob, &layer.blob)?;
         let manifest_blob = Blob::new(MediaType::ImageManifest, json::canonical(&manifest)?);
@@ -161,7 +161,7 @@ fn check_entrypoint(entrypoint: &str) -> Result<()> {
     Ok(())
 }
 
-fn image_config(options: &ImageOptions, created: u64, diff_id: &str) -> Result<ImageConfiguration> {
+fn image_config(options: &ImageOptions, created: u64, diff_id: Option<&str>) -> Result<ImageConfiguration> {
     let mut config = ConfigBuilder::default().entrypoint(vec![options.entrypoint.clone()]);
     if !options.env.is_empty() {
         config = config.env(env_entries(&options.env)?);
@@ -181,6 +181,7 @@ fn image_config(options: &ImageOptions, created: u64, diff_id: &str) -> Result<I
             "fabricks: {} layer with {}",
             options.layer, options.entrypoint
         ))
+        .empty_layer(diff_id.is_none())
         .build()?;
     ImageConfigurationBuilder::default()
         .created(rfc3339(created))
@@ -190,7 +191,7 @@ fn image_config(options: &ImageOptions, created: u64, diff_id: &str) -> Result<I
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")
-                .diff_ids(vec![diff_id.to_owned()])
+                .diff_ids(diff_id.map(str::to_owned).into_iter().collect::<Vec<_>>())
                 .build()?,
         )
         .history(vec![history])

@@ -41,10 +41,12 @@ impl fmt::Display for LayerKind {
 }
 
 /// A layer blob and its diff_id: the digest of the uncompressed content the
-/// image config lists in `rootfs.diff_ids`.
+/// image config lists in `rootfs.diff_ids`. A wasm layer has none: it is not a
+/// filesystem layer, and containerd 2.x builds the rootfs from tar layers only,
+/// rejecting an image whose diff_ids count anything else.
 pub(crate) struct Layer {
     pub blob: Blob,
-    pub diff_id: Digest,
+    pub diff_id: Option<Digest>,
 }
 
 /// Builds the layer for `module`, placed at the absolute path `entrypoint`,
@@ -66,10 +68,7 @@ fn wasm_layer(module: &[u8], entrypoint: &str) -> Layer {
     let file_name = entrypoint.rsplit('/').next().unwrap_or(entrypoint);
     let annotations = HashMap::from([(ANNOTATION_TITLE.to_owned(), file_name.to_owned())]);
     blob.descriptor_mut().set_annotations(Some(annotations));
-    Layer {
-        diff_id: sha256(module),
-        blob,
-    }
+    Layer { diff_id: None, blob }
 }
 
 fn tar_layer(module: &[u8], entrypoint: &str, mtime: u64) -> Result<Layer> {
@@ -80,7 +79,7 @@ fn tar_layer(module: &[u8], entrypoint: &str, mtime: u64) -> Result<Layer> {
     std::io::Write::write_all(&mut gzip, &tar).context("compressing the image layer")?;
     let compressed = gzip.finish().context("compressing the image layer")?;
     Ok(Layer {
-        diff_id: sha256(&tar),
+        diff_id: Some(sha256(&tar)),
         blob: Blob::new(MediaType::ImageLayerGzip, compressed),
     })
 }

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Every Fabricks test on this machine: the workspace's unit and integration tests (cargo),
+# then the end-to-end suite against real containerds (Debian 1.6 and a built 2.x) through the
+# freshly built shim. Installs what it needs; ends with one `N passed, N failed` line.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$HERE/.."
+
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+
+echo "== prerequisites"
+# protoc: containerd's gRPC bindings are generated at build time.
+if ! command -v protoc >/dev/null; then
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends protobuf-compiler pkg-config >/dev/null
+fi
+test-cluster/harness.sh install all
+
+echo "== build"
+cargo build --release --locked --workspace
+
+echo "== cargo test"
+rc=0
+cargo test --release --locked --workspace 2>&1 | tee "$log/cargo" || rc=1
+
+echo "== end to end"
+test-cluster/e2e.sh 1.6 2 2>&1 | tee "$log/e2e" || rc=1
+
+# One closing line for the whole run, so a run that tested nothing shows.
+passed=0 failed=0
+while read -r p f; do
+	passed=$((passed + p)) failed=$((failed + f))
+done < <(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/p' "$log/cargo"
+	sed -nE 's/^([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p' "$log/e2e")
+if ((failed > 0)); then rc=1; fi
+echo "total: $passed passed, $failed failed"
+exit "$rc"
