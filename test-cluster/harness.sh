@@ -7,6 +7,11 @@ set -euo pipefail
 readonly CTRD2_VERSION=2.4.2
 readonly CTRD2_CMDS=(containerd ctr containerd-shim-runc-v2)
 readonly SHIM_NAME=containerd-shim-fabricks-v1
+# CRI (`up --cri`): the sandbox image (built by pause-image, imported into k8s.io at up), the
+# namespace CRI always uses, where Debian's containernetworking-plugins put the CNI plugins.
+readonly CRI_IMAGE=localhost/fabricks/pause:3 CRI_NS=k8s.io CNI_BIN=/usr/lib/cni
+# libcni's result cache: not configurable through containerd, so shared with the host.
+readonly CNI_CACHE=/var/lib/cni/results
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
 TOOLS=${FABRICKS_TOOLS:-$HOME/.cache/fabricks/tools}
@@ -18,10 +23,13 @@ usage() {
 	cat <<EOF
 usage: $0 COMMAND [1.6|2] [ARGS...]      (flavour defaults to \${FABRICKS_FLAVOUR:-1.6})
   install [1.6|2|all]    apt packages; for 2 also build containerd $CTRD2_VERSION into $TOOLS
-  up                     start the private containerd in \$FABRICKS_HARNESS_DIR/<flavour>
+  up [--cri]             start the private containerd in \$FABRICKS_HARNESS_DIR/<flavour>;
+                         --cri: with its CRI plugin, CNI bridge and the pause image in k8s.io
   install-shim           recopy \$FABRICKS_SHIM into its opt/bin
   ctr ARGS...            that flavour's ctr on the private socket (namespace fabricks-<flavour>
                          unless -n or \$CONTAINERD_NAMESPACE says otherwise)
+  crictl ARGS...         a CRI client on the private socket (test-cluster/cri; crictl-like
+                         commands: runp, create, start, inspectp, logs, stopp, rmp, pull, ps…)
   env                    shell exports for other clients (CONTAINERD_ADDRESS, ...)
   down                   kill its tasks, stop it, unmount and remove its state (keeps containerd.log)
   leftovers              print processes/mounts/state of ours still present; exit 1 if any
@@ -51,6 +59,10 @@ flavour() {
 	SOCK=$W/containerd.sock
 	NS=fabricks-$F # per flavour: both containerds share /run/containerd/runc/<ns>/<id>
 	if [[ $F == 2 ]]; then BIN=$TOOLS/containerd-$CTRD2_VERSION/bin; else BIN=/usr/bin; fi
+	# CNI for `up --cri`: one bridge and one /24 per flavour, so both flavours can run at once
+	# (but only one harness dir per flavour with CRI: the bridge carries its owner's $W).
+	if [[ $F == 2 ]]; then BRIDGE=fbr2 SUBNET=10.244.78; else BRIDGE=fbr16 SUBNET=10.244.77; fi
+	CNI_NET=fabricks-$F
 }
 
 # 2.x's ctr warns on every call that cgroup v1 is deprecated: true of the host, noise in tests.
@@ -159,8 +171,27 @@ build_containerd2() {
 	rmdir "$bin.partial"
 }
 
+# The CRI client (crictl does not install from the module proxy here: see README), built once
+# per source version into the tools cache.
+fcri_bin() {
+	local h
+	h=$(cat "$HERE"/cri/go.mod "$HERE"/cri/go.sum "$HERE"/cri/*.go | sha256sum | cut -c1-16)
+	echo "$TOOLS/fcri-$h/fcri"
+}
+
+build_fcri() {
+	local bin
+	bin=$(fcri_bin)
+	[[ -x $bin ]] && return 0
+	command -v go >/dev/null || die "building the CRI client needs go"
+	mkdir -p "${bin%/*}"
+	(cd "$HERE/cri" && quiet env GOFLAGS=-buildvcs=false go build -trimpath -o "$bin.partial" .)
+	mv "$bin.partial" "$bin"
+}
+
 cmd_install() {
-	local pkgs=(runc gcc libc6-dev musl-tools)
+	# containernetworking-plugins: CNI for `up --cri`; iputils-ping: cri-smoke pings pod IPs.
+	local pkgs=(runc gcc libc6-dev musl-tools iproute2 containernetworking-plugins iputils-ping)
 	case ${1:-all} in
 	1.6 | all) pkgs+=(containerd) ;;
 	2) ;;
@@ -168,6 +199,7 @@ cmd_install() {
 	esac
 	apt_install "${pkgs[@]}"
 	if [[ ${1:-all} != 1.6 ]]; then build_containerd2; fi
+	build_fcri
 }
 
 cmd_install_shim() {
@@ -189,12 +221,13 @@ write_config() {
 		extra="temp = \"$W/tmp\""
 		disabled+=', "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images"'
 	fi
+	if [[ -n $CRI ]]; then disabled=''; fi
 	cat >"$W/config.toml" <<EOF
 version = $version
 root = "$W/root"
 state = "$W/state"
 $extra
-# CRI stays off until a test needs it (it wants a local sandbox image and CNI).
+# CRI is off unless \`up --cri\` (it wants a local sandbox image and CNI).
 disabled_plugins = [$disabled]
 
 [grpc]
@@ -210,17 +243,175 @@ EOF
 		# NRI's default socket is the global /var/run/nri/nri.sock.
 		printf '[plugins."io.containerd.nri.v1.nri"]\n  socket_path = "%s"\n' "$W/nri.sock" >>"$W/config.toml"
 	fi
+	if [[ -n $CRI ]]; then cri_config >>"$W/config.toml"; fi
+}
+
+# The CRI plugin's settings. Its root and state dirs are containerd's root/state + /<plugin id>;
+# netns_mounts_under_state_dir moves pod network namespaces from the global /var/run/netns to
+# <cri state>/netns; the stream server (exec/attach/port-forward) listens on loopback only.
+# restrict_oom_score_adj: root here lacks CAP_SYS_RESOURCE, runc cannot lower oom_score_adj.
+# The fabricks handler has no `options` table (it would send the shim runtimeoptions on stdin).
+cri_config() {
+	local p=io.containerd.grpc.v1.cri
+	if [[ $F == 2 ]]; then p=io.containerd.cri.v1.runtime; fi
+	echo
+	if [[ $F == 2 ]]; then
+		cat <<EOF
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "$CRI_IMAGE"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  disable_tcp_service = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+
+[plugins."$p"]
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  [plugins."$p".cni]
+    bin_dirs = ["$CNI_BIN"]
+EOF
+	else
+		cat <<EOF
+[plugins."$p"]
+  sandbox_image = "$CRI_IMAGE"
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  disable_tcp_service = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."$p".cni]
+    bin_dir = "$CNI_BIN"
+EOF
+	fi
+	cat <<EOF
+    conf_dir = "$W/cni/conf"
+    max_conf_num = 1
+  [plugins."$p".containerd]
+    default_runtime_name = "runc"
+    [plugins."$p".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+    [plugins."$p".containerd.runtimes.fabricks]
+      runtime_type = "io.containerd.fabricks.v1"
+      pod_annotations = ["fabricks.io/*"]
+      container_annotations = ["fabricks.io/*"]
+EOF
+}
+
+# The alias ("fabricks-cri <W> ip_forward=<0|1>") of bridge $1, if it is one of ours.
+bridge_alias() {
+	local a
+	a=$(cat "/sys/class/net/$1/ifalias" 2>/dev/null) || return 1
+	[[ $a == "fabricks-cri "* ]] && echo "$a"
+}
+
+# Prepares CNI for `up --cri`: the bridge (created here, not by the plugin, to mark it as ours in
+# its alias), a bridge + host-local conflist, IPAM state under $W. The bridge plugin with
+# isGateway turns on the host's net.ipv4.ip_forward; the alias keeps the value found before the
+# first of our bridges existed, and down restores it when it removes the last one.
+cni_setup() {
+	local a other fwd dev
+	[[ -x $CNI_BIN/bridge && -x $CNI_BIN/host-local && -x $CNI_BIN/loopback ]] ||
+		die "no CNI plugins in $CNI_BIN: run $0 install"
+	if [[ -e /sys/class/net/$BRIDGE ]]; then
+		a=$(bridge_alias "$BRIDGE") || a=''
+		[[ $a == "fabricks-cri $W "* ]] || die "bridge $BRIDGE exists and is not this harness's (alias: '${a}'): one CRI harness per flavour"
+	else
+		# Anything else on our /24 (an address or a route not on our bridge) is a collision.
+		dev=$( {
+			ip -4 -o addr show to "$SUBNET.0/24" | awk '{ print $2 }'
+			ip -4 route show match "$SUBNET.0/24" | awk '$1 != "default" { print $3 }'
+			ip -4 route show root "$SUBNET.0/24" | awk '{ print $3 }'
+		} | grep -vx "$BRIDGE" | head -n1) || true
+		[[ -z $dev ]] || die "$SUBNET.0/24 is already in use on $dev"
+		fwd=$(cat /proc/sys/net/ipv4/ip_forward)
+		for other in /sys/class/net/*; do
+			if a=$(bridge_alias "${other##*/}"); then fwd=${a##*ip_forward=}; fi
+		done
+		ip link add "$BRIDGE" type bridge
+		ip link set "$BRIDGE" alias "fabricks-cri $W ip_forward=$fwd"
+	fi
+	mkdir -p "$W/cni/conf" "$W/cni/networks"
+	# No routes from IPAM: a pod reaches its /24 (the host is .1) and nothing else; no ipMasq.
+	cat >"$W/cni/conf/10-$CNI_NET.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "$CNI_NET",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$BRIDGE",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{ "subnet": "$SUBNET.0/24", "gateway": "$SUBNET.1" }]],
+        "dataDir": "$W/cni/networks"
+      }
+    }
+  ]
+}
+EOF
+}
+
+# Our CRI pods' network leftovers: veths on our bridge, the bridge, libcni's cached results.
+# (Netns mounts and IPAM state are under $W.) Prints them for leftovers; removes them for down.
+cni_leftovers() {
+	local a v ns id f
+	if a=$(bridge_alias "$BRIDGE") && [[ $a == "fabricks-cri $W "* ]]; then
+		for v in $(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{ print $2 }'); do
+			echo "veth ${v%%@*}"
+		done
+		echo "bridge $BRIDGE"
+	fi
+	while read -r ns id; do
+		[[ $ns == "$CRI_NS" ]] || continue
+		for f in "$CNI_CACHE/$CNI_NET-$id-"* "$CNI_CACHE/cni-loopback-$id-"*; do
+			if [[ -e $f ]]; then echo "cni-cache $f"; fi
+		done
+	done < <(known_containers | sort -u)
+}
+
+cni_teardown() {
+	local what x a fwd='' other
+	while read -r what x; do
+		case $what in
+		veth) ip link del "$x" 2>/dev/null || true ;;
+		bridge)
+			a=$(bridge_alias "$x") && fwd=${a##*ip_forward=}
+			ip link del "$x"
+			;;
+		cni-cache) rm -f "$x" ;;
+		esac
+	done < <(cni_leftovers)
+	rmdir "$CNI_CACHE" "${CNI_CACHE%/*}" 2>/dev/null || true
+	# The last of our bridges gone: ip_forward back to what it was before the first.
+	[[ $fwd == [01] ]] || return 0
+	for other in /sys/class/net/*; do
+		if bridge_alias "${other##*/}" >/dev/null; then return 0; fi
+	done
+	echo "$fwd" >/proc/sys/net/ipv4/ip_forward
 }
 
 cmd_up() {
 	local _
 	[[ -x $BIN/containerd ]] || die "no containerd in $BIN: run $0 install $F"
 	if our_pid >/dev/null; then
+		[[ -z $CRI || -e $W/cri ]] || die "containerd $F runs without CRI: $0 down $F first"
 		cmd_install_shim
 		return 0
 	fi
 	[[ ! -e $W/containerd.pid ]] || cmd_down # a crashed run's remains
 	mkdir -p "$W"/{root,state,tmp,cache}
+	if [[ -n $CRI ]]; then
+		build_fcri
+		cni_setup
+		(cmd_pause_image "$W/pause.tar" "$CRI_IMAGE")
+		: >"$W/cri"
+	fi
 	write_config
 	cmd_install_shim
 	: >"$W/containerd.log"
@@ -229,13 +420,42 @@ cmd_up() {
 	FABRICKS_CACHE_DIR=$W/cache PATH=$BIN:$PATH setsid sh -c 'echo $$ >"$0"; exec "$@"' \
 		"$W/containerd.pid" "$BIN/containerd" --config "$W/config.toml" </dev/null >>"$W/containerd.log" 2>&1 &
 	for _ in {1..150}; do
-		if [[ -S $SOCK ]] && c --connect-timeout 1s version >/dev/null 2>&1; then return 0; fi
+		if [[ -S $SOCK ]] && c --connect-timeout 1s version >/dev/null 2>&1; then
+			[[ -z $CRI ]] || cri_up || break
+			return 0
+		fi
 		if [[ -s $W/containerd.pid ]] && ! our_pid >/dev/null; then break; fi
 		sleep 0.2
 	done
 	tail -n 20 "$W/containerd.log" >&2
 	cmd_down
 	die "containerd $F did not come up (log above)"
+}
+
+# The sandbox image into CRI's namespace (CRI never pulls it: it is present), then waits until
+# CRI answers and lists it.
+cri_up() {
+	local fcri _
+	fcri=$(fcri_bin)
+	c -n "$CRI_NS" images import "$W/pause.tar" >/dev/null
+	for _ in {1..50}; do
+		if "$fcri" -r "unix://$SOCK" --timeout 2s images 2>/dev/null | cut -f2 | tr , '\n' | grep -qxF "$CRI_IMAGE"; then return 0; fi
+		sleep 0.2
+	done
+	echo "harness: CRI does not answer or does not list $CRI_IMAGE" >&2
+	return 1
+}
+
+# Stops and removes CRI's pods as kubelet would, so CNI releases their addresses and veths
+# (ctr alone would bypass CRI). Whatever remains is cleaned up by hand after containerd stops.
+cri_down() {
+	local fcri pod
+	fcri=$(fcri_bin)
+	[[ -x $fcri ]] || return 0
+	for pod in $("$fcri" -r "unix://$SOCK" --timeout 10s pods -q 2>/dev/null); do
+		"$fcri" -r "unix://$SOCK" --timeout 30s stopp "$pod" >/dev/null 2>&1 || true
+		"$fcri" -r "unix://$SOCK" --timeout 30s rmp "$pod" >/dev/null 2>&1 || true
+	done
 }
 
 # SIGTERM to the pids that "$1" prints, SIGKILL to those still there 5 s later.
@@ -259,10 +479,11 @@ stop_all() {
 }
 
 cmd_down() {
-	local pid ns id fifos _
+	local pid ns id fifos r _
 	[[ -d $W ]] || return 0
 	known_containers | sort -u >"$W/containers.new"
 	mv -f "$W/containers.new" "$W/containers"
+	if pid=$(our_pid) && [[ -e $W/cri ]]; then cri_down; fi
 	if pid=$(our_pid); then
 		while read -r ns id; do
 			c -n "$ns" tasks rm -f "$id" </dev/null >/dev/null 2>&1 || true
@@ -273,10 +494,11 @@ cmd_down() {
 		if our_pid >/dev/null; then kill -KILL "$pid"; fi
 	fi
 	# Only if containerd could not clean up: runc state, processes and shims of our containers.
+	# (Our shim runs native entrypoints, e.g. a CRI pod's pause, with its own runc root.)
 	while read -r ns id; do
-		if [[ -e /run/containerd/runc/$ns/$id ]]; then
-			runc --root "/run/containerd/runc/$ns" delete --force "$id" >/dev/null 2>&1 || true
-		fi
+		for r in /run/containerd/runc /run/containerd/fabricks/runc; do
+			if [[ -e $r/$ns/$id ]]; then runc --root "$r/$ns" delete --force "$id" >/dev/null 2>&1 || true; fi
+		done
 	done <"$W/containers"
 	stop_all container_procs
 	fifos=$(our_fifo_dirs)
@@ -284,9 +506,10 @@ cmd_down() {
 	# shellcheck disable=SC2086 # one dir per word
 	if [[ -n $fifos ]]; then rm -rf $fifos; fi
 	for id in $(our_mounts | sort -r); do umount "$id" 2>/dev/null || umount -l "$id"; done
+	cni_teardown
 	# Empty leftovers only: rmdir refuses anything still in use.
 	while read -r ns id; do rmdir /sys/fs/cgroup/{,*/}"$ns/$id" 2>/dev/null || true; done <"$W/containers"
-	for ns in $(our_namespaces); do rmdir "/run/containerd/runc/$ns" /sys/fs/cgroup/{,*/}"$ns" 2>/dev/null || true; done
+	for ns in $(our_namespaces); do rmdir {/run/containerd,/run/containerd/fabricks}/runc/"$ns" /sys/fs/cgroup/{,*/}"$ns" 2>/dev/null || true; done
 	[[ -z $(our_mounts) ]] || die "still mounted, not removing $W: $(our_mounts)"
 	find "$W" -mindepth 1 -maxdepth 1 ! -name containerd.log ! -name containers -exec rm -rf {} +
 }
@@ -297,9 +520,14 @@ cmd_leftovers() {
 		if pid=$(our_pid); then echo "containerd pid $pid"; fi
 		for pid in $(our_shims); do echo "shim pid $pid: $(tr '\0' ' ' 2>/dev/null </proc/"$pid"/cmdline)"; done
 		for pid in $(container_procs); do echo "container pid $pid: $(tr '\0' ' ' 2>/dev/null </proc/"$pid"/cmdline)"; done
-		for id in $(our_mounts); do echo "mount $id"; done
+		for id in $(our_mounts); do
+			if [[ $(findmnt -n -o FSTYPE --mountpoint "$id" 2>/dev/null) == nsfs ]]; then echo "netns $id"; else echo "mount $id"; fi
+		done
+		cni_leftovers
 		while read -r ns id; do
-			if [[ -e /run/containerd/runc/$ns/$id ]]; then echo "runc state /run/containerd/runc/$ns/$id"; fi
+			for r in /run/containerd/runc /run/containerd/fabricks/runc; do
+				if [[ -e $r/$ns/$id ]]; then echo "runc state $r/$ns/$id"; fi
+			done
 		done < <(known_containers | sort -u)
 		for id in "$W"/*; do
 			case ${id##*/} in containerd.log | containers | '*') ;; *) echo "state $id" ;; esac
@@ -314,6 +542,12 @@ cmd_leftovers() {
 cmd_env() {
 	printf 'export CONTAINERD_ADDRESS=%q CONTAINERD_NAMESPACE=%q FABRICKS_HARNESS_WORK=%q CTR=%q\n' \
 		"$SOCK" "${CONTAINERD_NAMESPACE:-$NS}" "$W" "$BIN/ctr"
+	printf 'export CONTAINER_RUNTIME_ENDPOINT=%q FCRI=%q\n' "unix://$SOCK" "$(fcri_bin)"
+}
+
+cmd_crictl() {
+	build_fcri
+	"$(fcri_bin)" --runtime-endpoint "unix://$SOCK" "$@"
 }
 
 # A hand-written OCI layout (one uncompressed layer): fewer tools and a reproducible digest.
@@ -355,12 +589,21 @@ if [[ $cmd == install ]]; then
 	exit
 fi
 f=${FABRICKS_FLAVOUR:-1.6}
+CRI=''
+if [[ $cmd == up && ${1:-} == --cri ]]; then
+	CRI=1
+	shift
+fi
 if [[ ${1:-} == 1.6 || ${1:-} == 2 ]]; then
 	f=$1
 	shift
 fi
+if [[ $cmd == up && ${1:-} == --cri ]]; then
+	CRI=1
+	shift
+fi
 flavour "$f"
-[[ $cmd == ctr || $cmd == pause-image || $# == 0 ]] || usage
+[[ $cmd == ctr || $cmd == crictl || $cmd == pause-image || $# == 0 ]] || usage
 case $cmd in
 up) cmd_up ;;
 down) cmd_down ;;
@@ -368,6 +611,7 @@ leftovers) cmd_leftovers ;;
 env) cmd_env ;;
 install-shim) cmd_install_shim ;;
 ctr) c "$@" ;;
+crictl) cmd_crictl "$@" ;;
 pause-image) cmd_pause_image "$@" ;;
 *) usage ;;
 esac

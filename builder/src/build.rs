@@ -3,12 +3,17 @@
 use crate::cli::BuildArgs;
 use crate::compile::{self, Compiled};
 use crate::progress::Step;
-use anyhow::{Context, Result};
-use fabricks_image::{write_archive_file, ImageOptions, Reference, WasmImage};
+use crate::project::Project;
+use anyhow::{ensure, Context, Result};
+use fabricks_image::{
+    fabricks_listen, write_archive_file, ImageOptions, ListenSpec, Reference, WasmImage,
+};
 
 pub fn build(args: BuildArgs) -> Result<()> {
+    // Settings are checked before the (slow) compile, so a typo fails at once.
+    let listen = listen_spec(&args)?;
     let compiled = compile::compile(&args.dir)?;
-    let options = image_options(&args, &compiled)?;
+    let options = image_options(&args, &compiled, listen)?;
     let output = match &args.output {
         Some(path) => path.clone(),
         None => compiled.build_dir.join(format!("{}.tar", compiled.name)),
@@ -24,10 +29,41 @@ pub fn build(args: BuildArgs) -> Result<()> {
     println!("image:  {}", image.reference());
     println!("digest: {}", image.manifest_blob().digest());
     println!("file:   {}", output.display());
+    if !options.listen.is_empty() {
+        println!(
+            "listen: {} ({})",
+            options.listen,
+            options.listen.exposed_ports().join(", ")
+        );
+    }
     Ok(())
 }
 
-fn image_options(args: &BuildArgs, compiled: &Compiled) -> Result<ImageOptions> {
+/// `--listen`, else `listen` of the project's fabricks.toml, else none.
+fn listen_spec(args: &BuildArgs) -> Result<ListenSpec> {
+    ensure!(
+        !args
+            .label
+            .iter()
+            .any(|(key, _)| key == fabricks_listen::LABEL),
+        "the label {} comes from the listen spec: give it as --listen SPEC (or `listen` in {}), \
+         which also sets the image's ExposedPorts",
+        fabricks_listen::LABEL,
+        crate::project::FILE
+    );
+    // A missing directory is left for compile to report.
+    let project = match args.dir.is_dir() {
+        true => Project::load(&args.dir)?,
+        false => Project::default(),
+    };
+    project.listen_spec(&args.listen)
+}
+
+fn image_options(
+    args: &BuildArgs,
+    compiled: &Compiled,
+    listen: ListenSpec,
+) -> Result<ImageOptions> {
     let reference = match &args.tag {
         Some(tag) => tag.parse().context("in -t/--tag")?,
         None => Reference::localhost(&compiled.name)
@@ -37,6 +73,7 @@ fn image_options(args: &BuildArgs, compiled: &Compiled) -> Result<ImageOptions> 
     options.layer = args.layer.into();
     options.env = args.env.clone();
     options.labels = args.label.iter().cloned().collect();
+    options.listen = listen;
     options.annotations = args.annotation.iter().cloned().collect();
     Ok(options)
 }

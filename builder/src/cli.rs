@@ -28,6 +28,9 @@ pub enum Command {
 /// entrypoint. Import the archive with
 /// `ctr images import --platform wasi/wasm IMAGE.tar`. Timestamps come from
 /// SOURCE_DATE_EPOCH (else 1970-01-01), so the same module gives the same digest.
+///
+/// DIR/fabricks.toml, if present, declares what the project needs without
+/// flags: `listen = "http=8080"` (a --listen flag replaces it).
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// Project directory.
@@ -50,6 +53,15 @@ pub struct BuildArgs {
     /// Default environment variable of the module (repeatable).
     #[arg(short, long, value_name = "KEY=VALUE", value_parser = key_value)]
     pub env: Vec<(String, String)>,
+
+    /// TCP endpoint the module serves, as NAME=[ADDR:]PORT[/tcp] (repeatable, or
+    /// comma-separated), e.g. `http=8080` or `admin=[::1]:9090`. A bare port
+    /// binds 0.0.0.0 and is named `port-PORT`. Sets the config's ExposedPorts
+    /// and the label `fabricks.io/listen` (the shim binds the ports and hands
+    /// them to the module; Go programs take them with the Fabricks Go SDK).
+    /// Replaces `listen` of DIR/fabricks.toml (`--listen ''`: no ports at all).
+    #[arg(long, value_name = "SPEC")]
+    pub listen: Vec<String>,
 
     /// Image config label (repeatable).
     #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
@@ -101,6 +113,14 @@ pub struct RunArgs {
     /// Host directory the module may use, at GUEST [default: the absolute HOST path] (repeatable).
     #[arg(long, value_name = "HOST[:GUEST]")]
     pub dir: Vec<String>,
+
+    /// TCP endpoint to bind here and hand to the module, NAME=[ADDR:]PORT[/tcp]
+    /// as for `build --listen` (repeatable, or comma-separated). For a project
+    /// directory, `listen` of DIR/fabricks.toml is the default. The module
+    /// finds the sockets through FABRICKS_LISTEN_FDS; SIGINT/SIGTERM shut them
+    /// down and let it finish by itself.
+    #[arg(long, value_name = "SPEC")]
+    pub listen: Vec<String>,
 
     /// Working directory of the module (a guest path).
     #[arg(long, default_value = "/", value_name = "GUEST_DIR")]

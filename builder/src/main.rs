@@ -5,6 +5,7 @@ mod build;
 mod cli;
 mod compile;
 mod progress;
+mod project;
 mod run;
 mod signals;
 mod toolchain;

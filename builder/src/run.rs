@@ -3,13 +3,16 @@
 use crate::cli::RunArgs;
 use crate::compile;
 use crate::progress::Step;
+use crate::project::Project;
 use crate::signals;
 use anyhow::{bail, ensure, Context, Result};
-use fabricks_engine::{Command, Compiler, Engine, EngineOptions, Preopen, Stdio, Stopper};
+use fabricks_engine::{Command, Compiler, Engine, EngineOptions, Preopen, Socket, Stdio, Stopper};
+use fabricks_image::ListenSpec;
 use std::path::{Path, PathBuf};
 
 /// Runs the module and returns its exit status.
 pub fn run(args: RunArgs) -> Result<i32> {
+    let listen = listen_spec(&args)?;
     let (path, program) = module_for(&args.target)?;
     let engine = Engine::new(EngineOptions {
         cache_dir: cache_dir()?,
@@ -28,6 +31,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             .iter()
             .map(|spec| preopen(spec))
             .collect::<Result<_>>()?,
+        sockets: bind(&listen)?,
         stdin: Stdio::Inherit,
         stdout: Stdio::Inherit,
         stderr: Stdio::Inherit,
@@ -35,6 +39,32 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let stopper = Stopper::new();
     signals::forward_to(&stopper)?;
     engine.run(&module, command, &stopper)
+}
+
+/// `--listen`, else (for a project directory) `listen` of its fabricks.toml.
+fn listen_spec(args: &RunArgs) -> Result<ListenSpec> {
+    let project = match args.target.is_dir() {
+        true => Project::load(&args.target)?,
+        false => Project::default(),
+    };
+    project.listen_spec(&args.listen)
+}
+
+/// Binds every endpoint on this host, as the shim does in the pod's network.
+fn bind(listen: &ListenSpec) -> Result<Vec<Socket>> {
+    listen
+        .endpoints()
+        .iter()
+        .map(|endpoint| {
+            let listener = std::net::TcpListener::bind(endpoint.addr)
+                .with_context(|| format!("binding {endpoint} ({})", endpoint.addr))?;
+            log::info!("Listening on {} as {:?}", endpoint.addr, endpoint.name);
+            Ok(Socket {
+                name: endpoint.name.clone(),
+                listener,
+            })
+        })
+        .collect()
 }
 
 /// The module to run and its argv[0]: a project's module is called by its
@@ -127,6 +157,25 @@ fn preopen(spec: &str) -> Result<Preopen> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binds_every_endpoint_under_its_name() {
+        // A spec cannot say port 0: take a free port and name it.
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let listen: ListenSpec = format!("a=127.0.0.1:{port}").parse().unwrap();
+        let sockets = bind(&listen).unwrap();
+        assert_eq!(sockets.len(), 1);
+        assert_eq!(sockets[0].name, "a");
+        assert_eq!(
+            sockets[0].listener.local_addr().unwrap(),
+            listen.endpoints()[0].addr
+        );
+        // The same port again is taken: the error names the entry.
+        let err = format!("{:#}", bind(&listen).unwrap_err());
+        assert!(err.contains(&listen.endpoints()[0].to_string()), "{err}");
+    }
 
     #[test]
     fn preopens_default_to_the_host_path() {

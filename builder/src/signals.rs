@@ -15,8 +15,11 @@ pub fn forward_to(stopper: &Stopper) -> Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
+            let mut seen = false;
             for signal in signals.forever() {
-                if stopper.requested().is_some() {
+                // Counted here: a graceful stop (a module serving sockets)
+                // records no request in the Stopper.
+                if std::mem::replace(&mut seen, true) {
                     log::warn!("signal {signal} again: exiting without waiting for the module");
                     std::process::exit(128 + signal);
                 }

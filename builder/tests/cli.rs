@@ -21,6 +21,13 @@ fn go_hello() -> PathBuf {
         .unwrap()
 }
 
+fn go_http() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/go-http")
+        .canonicalize()
+        .unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -214,4 +221,213 @@ fn run_fails_with_125_on_what_is_not_a_module() {
         "{}",
         text(&output.stderr)
     );
+}
+
+/// The image config of an archive `fabricks build` wrote.
+fn image_config(archive: &Path) -> Value {
+    let files = archive_files(archive);
+    let index: Value = serde_json::from_slice(&files["index.json"]).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(blob(&files, &index["manifests"][0]["digest"])).unwrap();
+    serde_json::from_slice(blob(&files, &manifest["config"]["digest"])).unwrap()
+}
+
+#[test]
+fn listen_comes_from_fabricks_toml_or_the_flag() {
+    let out = tempfile::tempdir().unwrap();
+    let archive = out.path().join("go-http.tar");
+    let output = succeed(
+        fabricks()
+            .arg("build")
+            .arg(go_http())
+            .arg("-o")
+            .arg(&archive),
+    );
+    assert!(
+        text(&output.stdout).contains("listen: http=8080 (8080/tcp)"),
+        "{}",
+        text(&output.stdout)
+    );
+    let config = image_config(&archive);
+    assert_eq!(
+        config["config"]["ExposedPorts"],
+        serde_json::json!({"8080/tcp": {}})
+    );
+    assert_eq!(
+        config["config"]["Labels"]["fabricks.io/listen"],
+        "http=8080"
+    );
+
+    // Flags replace the file's spec, all of them together.
+    let flagged = out.path().join("flagged.tar");
+    succeed(
+        fabricks()
+            .arg("build")
+            .arg(go_http())
+            .args(["-o"])
+            .arg(&flagged)
+            .args(["--listen", "http=9000", "--listen", "admin=[::1]:9090/tcp"]),
+    );
+    let config = image_config(&flagged);
+    assert_eq!(
+        config["config"]["ExposedPorts"],
+        serde_json::json!({"9000/tcp": {}, "9090/tcp": {}})
+    );
+    assert_eq!(
+        config["config"]["Labels"]["fabricks.io/listen"],
+        "http=9000,admin=[::1]:9090"
+    );
+}
+
+#[test]
+fn a_bad_listen_spec_fails_before_building() {
+    let dir = tempfile::tempdir().unwrap();
+    // No Go source at all: the spec is checked before `go build` would fail.
+    std::fs::write(dir.path().join("go.mod"), "module x\n\ngo 1.24\n").unwrap();
+    for (args, file, expected) in [
+        (
+            vec!["--listen", "http=8080,http=9090"],
+            None,
+            "\"http=8080\" and \"http=9090\" both use the name \"http\"",
+        ),
+        (
+            vec!["--listen", "http=70000"],
+            None,
+            "port 70000 is out of range",
+        ),
+        (vec![], Some("listen = \"http=8080/udp\""), "only tcp"),
+        (
+            vec![],
+            Some("listn = \"http=8080\""),
+            "unknown field `listn`",
+        ),
+        (
+            vec!["--label", "fabricks.io/listen=http=1"],
+            None,
+            "give it as --listen",
+        ),
+    ] {
+        if let Some(file) = file {
+            std::fs::write(dir.path().join("fabricks.toml"), file).unwrap();
+        }
+        let output = fabricks()
+            .arg("build")
+            .arg(dir.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?} {file:?}: {stderr}");
+        assert!(
+            !stderr.contains("go build"),
+            "{args:?}: built anyway: {stderr}"
+        );
+        let _ = std::fs::remove_file(dir.path().join("fabricks.toml"));
+    }
+}
+
+/// Kills the child if the test ends early.
+struct Reap(Option<std::process::Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One HTTP/1.0 GET: the head as text, and the body.
+fn http_get(port: u16, path: &str) -> std::io::Result<(String, Vec<u8>)> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no end of the head"))?;
+    Ok((text(&response[..split]), response[split + 4..].to_vec()))
+}
+
+#[test]
+fn go_http_serves_on_the_socket_it_is_handed_and_stops_gracefully() {
+    // Build the module into a private copy of the example's build (the
+    // listen test above builds the same project).
+    let out = tempfile::tempdir().unwrap();
+    let module = out.path().join("go-http.wasm");
+    let status = Command::new("go")
+        .args(["build", "-trimpath", "-o"])
+        .arg(&module)
+        .arg(".")
+        .env("GOOS", "wasip1")
+        .env("GOARCH", "wasm")
+        .current_dir(go_http())
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = fabricks()
+        .env("XDG_CACHE_HOME", out.path())
+        .arg("run")
+        .args(["--listen", &format!("http=127.0.0.1:{port}")])
+        .arg(&module)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reap(Some(child));
+
+    // Compiling the module takes a few seconds the first time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let response = loop {
+        match http_get(port, "/json") {
+            Ok(response) => break response,
+            Err(_) if std::time::Instant::now() < deadline => {
+                let running = child.0.as_mut().unwrap().try_wait().unwrap().is_none();
+                assert!(running, "fabricks run exited early");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(err) => panic!("no answer on port {port}: {err}"),
+        }
+    };
+    let (head, body) = response;
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    assert!(
+        text(&body).contains("\"runtime\": \"wasip1/wasm\""),
+        "{}",
+        text(&body)
+    );
+    let (head, body) = http_get(port, "/stream?mb=2").unwrap();
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    assert_eq!(body.len(), 2 << 20);
+    assert!(body.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+
+    // SIGTERM: the listener is shut down, Serve returns, the program exits 0.
+    let running = child.0.take().unwrap();
+    unsafe { libc::kill(running.id() as i32, libc::SIGTERM) };
+    let output = running.wait_with_output().unwrap();
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains("go-http: listening on"), "{stdout}");
+    assert!(stdout.contains("GET \"/json\" HTTP/1.0 200"), "{stdout}");
+    assert!(
+        stdout.contains("GET \"/stream?mb=2\" HTTP/1.0 200 2097152B"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("go-http: stopped\n"), "{stdout}");
 }

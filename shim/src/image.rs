@@ -1,5 +1,6 @@
-//! Modules shipped as OCI wasm layers: containerd does not unpack them into the rootfs, so
-//! the shim reads the layer from containerd's content store.
+//! What the runtime spec does not carry about a container's image — its config (ports) and
+//! its OCI wasm layer, which containerd does not unpack into the rootfs — read from
+//! containerd's content store.
 
 use anyhow::{Context, Result};
 use containerd_client::services::v1::containers_client::ContainersClient;
@@ -9,7 +10,7 @@ use containerd_client::services::v1::{GetContainerRequest, GetImageRequest, Read
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
 use containerd_client::with_namespace;
-use oci_spec::image::{ImageIndex, ImageManifest};
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 
 /// Layer media types that carry a wasm module as the blob itself.
 pub const WASM_LAYER_TYPES: &[&str] = &[
@@ -18,14 +19,20 @@ pub const WASM_LAYER_TYPES: &[&str] = &[
     "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
 ];
 
-/// The wasm layer of container `id`'s image, or `None` when the image has none (or the
-/// container was created without an image).
-pub fn wasm_layer(containerd: &str, namespace: &str, id: &str) -> Result<Option<Vec<u8>>> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(fetch(containerd, namespace, id))
+/// The image of a container, as far as the shim needs it.
+pub struct Image {
+    pub config: ImageConfiguration,
+    /// The module, when the image carries it as a wasm layer and it was asked for.
+    pub wasm: Option<Vec<u8>>,
 }
 
-async fn fetch(containerd: &str, ns: &str, id: &str) -> Result<Option<Vec<u8>>> {
+/// Container `id`'s image, or `None` when it was created without one (`ctr run --rootfs`).
+pub fn fetch(containerd: &str, namespace: &str, id: &str, with_wasm: bool) -> Result<Option<Image>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(fetch_async(containerd, namespace, id, with_wasm))
+}
+
+async fn fetch_async(containerd: &str, ns: &str, id: &str, with_wasm: bool) -> Result<Option<Image>> {
     let socket = containerd.trim_start_matches("unix://");
     let channel = containerd_client::connect(socket)
         .await
@@ -40,7 +47,7 @@ async fn fetch(containerd: &str, ns: &str, id: &str) -> Result<Option<Vec<u8>>> 
     if container.image.is_empty() {
         return Ok(None);
     }
-    let image = ImagesClient::new(channel.clone())
+    let target = ImagesClient::new(channel.clone())
         .get(with_namespace!(GetImageRequest { name: container.image.clone() }, ns))
         .await
         .with_context(|| format!("looking up image {}", container.image))?
@@ -48,12 +55,18 @@ async fn fetch(containerd: &str, ns: &str, id: &str) -> Result<Option<Vec<u8>>> 
         .image
         .and_then(|i| i.target)
         .with_context(|| format!("image {} has no target", container.image))?;
-    let manifest = manifest_of(&channel, ns, &image.media_type, &image.digest).await?;
-    let Some(layer) = manifest.layers().iter().find(|l| WASM_LAYER_TYPES.contains(&l.media_type().to_string().as_str())) else {
-        return Ok(None);
+    let manifest = manifest_of(&channel, ns, &target.media_type, &target.digest).await?;
+    let config = read_blob(&channel, ns, manifest.config().digest().as_ref()).await?;
+    let config = ImageConfiguration::from_reader(&config[..]).context("parsing the image config")?;
+    let layer = manifest.layers().iter().find(|l| WASM_LAYER_TYPES.contains(&l.media_type().to_string().as_str()));
+    let wasm = match layer {
+        Some(layer) if with_wasm => {
+            log::info!("module from wasm layer {} of {}", layer.digest(), container.image);
+            Some(read_blob(&channel, ns, layer.digest().as_ref()).await?)
+        }
+        _ => None,
     };
-    log::info!("module from wasm layer {} of {}", layer.digest(), container.image);
-    Ok(Some(read_blob(&channel, ns, layer.digest().as_ref()).await?))
+    Ok(Some(Image { config, wasm }))
 }
 
 /// The image's manifest, choosing the `wasi/wasm` entry when the target is an index.

@@ -22,7 +22,7 @@ use crate::entrypoint::{self, Program};
 use crate::native::Runc;
 use crate::state::Exit;
 use crate::wasm::{Io, WasmTask};
-use crate::{image, mounts};
+use crate::{image, listen, mounts};
 
 /// How long a forced stop waits for the module thread to notice before the exit is
 /// reported anyway (a thread blocked in a host call notices when the call returns).
@@ -88,16 +88,27 @@ impl Service {
         };
         let env = process.env().clone().unwrap_or_default();
         let cwd = process.cwd().to_string_lossy();
-        let wasm = match entrypoint::classify(rootfs, args0, &cwd, &env)? {
+        let fetch_image = |with_wasm| image::fetch(&self.containerd, &self.namespace, &req.id, with_wasm);
+        let (wasm, mut image) = match entrypoint::classify(rootfs, args0, &cwd, &env)? {
             Program::Native => return self.prepare_native(req, bundle),
-            Program::Wasm(bytes) => bytes,
-            Program::Missing => image::wasm_layer(&self.containerd, &self.namespace, &req.id)?.with_context(|| {
-                format!("the entrypoint {args0} does not exist in the image and the image has no wasm layer")
-            })?,
+            Program::Wasm(bytes) => (bytes, None),
+            Program::Missing => {
+                let mut image = fetch_image(true)?;
+                let wasm = image.as_mut().and_then(|i| i.wasm.take()).with_context(|| {
+                    format!("the entrypoint {args0} does not exist in the image and the image has no wasm layer")
+                })?;
+                (wasm, image)
+            }
         };
+        let listen = listen::resolve(spec, || match image.take() {
+            Some(image) => Ok(Some(image.config)),
+            None => Ok(fetch_image(false)?.map(|i| i.config)),
+        })
+        .context("reading the listen spec")?;
+        let sockets = listen::bind(spec, &listen)?;
         mounts::bind_mounts(rootfs, spec.mounts().as_deref().unwrap_or_default())?;
         let io = Io { stdin: &req.stdin, stdout: &req.stdout, stderr: &req.stderr };
-        Ok(Workload::Wasm(WasmTask::prepare(self.engine()?, &wasm, spec, rootfs, io)?))
+        Ok(Workload::Wasm(WasmTask::prepare(self.engine()?, &wasm, spec, rootfs, io, sockets)?))
     }
 
     fn prepare_native(&self, req: &CreateTaskRequest, bundle: &Path) -> Result<Workload> {
@@ -157,23 +168,30 @@ impl Service {
         match &container.workload {
             Workload::Native { .. } => self.runc.kill(&container.id, &container.bundle, signal, all),
             Workload::Wasm(task) => {
-                task.signal(signal);
-                if status == Status::CREATED && signal != 0 {
+                let ending = task.signal(signal);
+                if ending && status == Status::CREATED {
                     // Never started: nothing to wake, the task just ends.
                     self.exit_reporter(container)(128 + signal);
-                } else if signal == libc::SIGKILL as u32 {
-                    let container = container.clone();
-                    let reporter = self.exit_reporter(&container);
-                    std::thread::spawn(move || {
-                        if !container.lifecycle.wait_exit_for(STOP_GRACE) {
-                            log::warn!("task {} is blocked in a host call; reporting it killed", container.id);
-                            reporter(128 + signal);
-                        }
-                    });
+                } else if ending {
+                    self.report_if_stuck(container, 128 + signal);
                 }
                 Ok(())
             }
         }
+    }
+
+    /// A module blocked in a host call (a long sleep, a read) notices a stop only when the
+    /// call returns; the task is reported ended after a grace period anyway, as a killed
+    /// process would be, and the thread finishes on its own.
+    fn report_if_stuck(&self, container: &Arc<Container>, code: u32) {
+        let container = container.clone();
+        let reporter = self.exit_reporter(&container);
+        std::thread::spawn(move || {
+            if !container.lifecycle.wait_exit_for(STOP_GRACE) {
+                log::warn!("task {} is blocked in a host call; reporting it stopped", container.id);
+                reporter(code);
+            }
+        });
     }
 
     fn delete_container(&self, container: &Arc<Container>) -> Result<Exit> {

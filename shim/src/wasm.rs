@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use fabricks_engine::{Command, Engine, Module, Preopen, Stdio, Stopper};
+use fabricks_engine::{Command, Engine, Module, Preopen, Socket, Stdio, Stopper};
 use oci_spec::runtime::Spec;
 
 use crate::stdio;
@@ -29,7 +29,7 @@ pub struct Io<'a> {
 impl WasmTask {
     /// Everything that can fail before the module runs fails here, at create time:
     /// compiling, imports WASI cannot satisfy, a missing `_start`, unopenable stdio.
-    pub fn prepare(engine: &Engine, wasm: &[u8], spec: &Spec, rootfs: &Path, io: Io) -> Result<Self> {
+    pub fn prepare(engine: &Engine, wasm: &[u8], spec: &Spec, rootfs: &Path, io: Io, sockets: Vec<Socket>) -> Result<Self> {
         let process = spec.process().as_ref().context("the OCI spec has no process")?;
         let program = process.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
         let module = engine.load_bytes(wasm).with_context(|| format!("loading {program}"))?;
@@ -45,6 +45,7 @@ impl WasmTask {
             env: process.env().iter().flatten().filter_map(|kv| split_env(kv)).collect(),
             cwd: process.cwd().to_string_lossy().into_owned(),
             dirs: vec![Preopen { host: rootfs.to_path_buf(), guest: "/".into() }],
+            sockets,
             stdin: stdio::open_input(io.stdin)?,
             stdout,
             stderr,
@@ -81,11 +82,10 @@ impl WasmTask {
     }
 
     /// Delivers a signal the way the kernel would to a process with default handlers:
-    /// signals whose default is to terminate end the module with `128 + signal`.
-    pub fn signal(&self, signal: u32) {
-        if !ignored_by_default(signal as i32) {
-            self.stopper.stop(signal as i32);
-        }
+    /// signals whose default is to terminate end the module with `128 + signal`. True if
+    /// the module is being ended (not asked to stop gracefully, nor left alone).
+    pub fn signal(&self, signal: u32) -> bool {
+        !ignored_by_default(signal as i32) && self.stopper.stop(signal as i32)
     }
 }
 

@@ -3,6 +3,7 @@ use crate::created::{check_representable, rfc3339, source_date_epoch};
 use crate::layer::{self, LayerKind};
 use crate::{json, Reference};
 use anyhow::{bail, ensure, Context, Result};
+use fabricks_listen::ListenSpec;
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
     ImageManifest, ImageManifestBuilder, MediaType, Os, Platform, PlatformBuilder, RootFsBuilder,
@@ -21,6 +22,10 @@ pub struct ImageOptions {
     pub env: Vec<(String, String)>,
     /// Config labels.
     pub labels: BTreeMap<String, String>,
+    /// TCP endpoints the module serves: each becomes an `ExposedPorts` entry
+    /// (`8080/tcp`), and the whole spec the label `fabricks.io/listen` (ports
+    /// cannot carry names). Empty: neither.
+    pub listen: ListenSpec,
     /// Manifest annotations, typically `org.opencontainers.image.*`.
     pub annotations: BTreeMap<String, String>,
     /// Seconds since the Unix epoch for `created` and file times; `None`
@@ -37,6 +42,7 @@ impl ImageOptions {
             layer: LayerKind::Tar,
             env: Vec::new(),
             labels: BTreeMap::new(),
+            listen: ListenSpec::default(),
             annotations: BTreeMap::new(),
             created: None,
         }
@@ -166,14 +172,22 @@ fn image_config(options: &ImageOptions, created: u64, diff_id: Option<&str>) -> 
     if !options.env.is_empty() {
         config = config.env(env_entries(&options.env)?);
     }
-    if !options.labels.is_empty() {
-        config = config.labels(
-            options
-                .labels
-                .clone()
-                .into_iter()
-                .collect::<HashMap<_, _>>(),
+    let mut labels: HashMap<String, String> = options.labels.clone().into_iter().collect();
+    if !options.listen.is_empty() {
+        ensure!(
+            !labels.contains_key(fabricks_listen::LABEL),
+            "the label {} is written from the listen spec ({}); give the spec as listen, not as a label",
+            fabricks_listen::LABEL,
+            options.listen
         );
+        labels.insert(
+            fabricks_listen::LABEL.to_owned(),
+            options.listen.to_string(),
+        );
+        config = config.exposed_ports(options.listen.exposed_ports());
+    }
+    if !labels.is_empty() {
+        config = config.labels(labels);
     }
     let history = HistoryBuilder::default()
         .created(rfc3339(created))

@@ -23,6 +23,9 @@ pub use image::{platform, ImageOptions, WasmImage};
 pub use layer::LayerKind;
 pub use reference::Reference;
 
+/// Re-exported: the listen spec type [`ImageOptions::listen`] takes.
+pub use fabricks_listen::{self, ListenSpec};
+
 /// Re-exported so callers name descriptors, manifests and media types with the
 /// same `oci-spec` version this crate builds them with.
 pub use oci_spec;

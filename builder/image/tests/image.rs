@@ -140,7 +140,10 @@ fn config_names_platform_entrypoint_and_diff_id() {
     let tar_diff_id = sha256_digest(&gunzip(tar.layer_blob().data()));
     // A wasm layer is no filesystem layer: containerd 2.x rejects images whose
     // diff_ids list one.
-    for (image, diff_ids) in [(&tar, serde_json::json!([tar_diff_id])), (&wasm, serde_json::json!([]))] {
+    for (image, diff_ids) in [
+        (&tar, serde_json::json!([tar_diff_id])),
+        (&wasm, serde_json::json!([])),
+    ] {
         let config = json(image.config_blob().data());
         assert_eq!(config["os"], "wasi");
         assert_eq!(config["architecture"], "wasm");
@@ -209,6 +212,53 @@ fn env_labels_and_annotations_land_where_they_belong() {
         manifest["layers"][0]["annotations"]["org.opencontainers.image.title"],
         "go-hello.wasm"
     );
+}
+
+#[test]
+fn listen_spec_sets_exposed_ports_and_the_label() {
+    let mut options = options(LayerKind::Tar);
+    options.labels = BTreeMap::from([("team".into(), "fabricks".into())]);
+    options.listen = "http=0.0.0.0:8080/tcp,admin=[::1]:9090".parse().unwrap();
+    let image = WasmImage::build(&module(), &options).unwrap();
+    let config = json(image.config_blob().data());
+    assert_eq!(
+        config["config"]["ExposedPorts"],
+        serde_json::json!({"8080/tcp": {}, "9090/tcp": {}})
+    );
+    assert_eq!(
+        config["config"]["Labels"],
+        serde_json::json!({
+            "fabricks.io/listen": "http=8080,admin=[::1]:9090",
+            "team": "fabricks",
+        })
+    );
+    // The label parses back to the same spec.
+    let label = config["config"]["Labels"]["fabricks.io/listen"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        label.parse::<fabricks_image::ListenSpec>().unwrap(),
+        options.listen
+    );
+}
+
+#[test]
+fn no_listen_spec_means_no_ports_and_no_label() {
+    let config = json(build(LayerKind::Tar).config_blob().data());
+    assert!(config["config"].get("ExposedPorts").is_none(), "{config}");
+    assert!(config["config"].get("Labels").is_none(), "{config}");
+}
+
+#[test]
+fn the_listen_label_is_not_set_by_hand_next_to_a_spec() {
+    let mut options = options(LayerKind::Tar);
+    options.listen = "http=8080".parse().unwrap();
+    options.labels = BTreeMap::from([("fabricks.io/listen".into(), "http=9090".into())]);
+    let err = WasmImage::build(&module(), &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("fabricks.io/listen"), "{err}");
+    assert!(err.contains("http=8080"), "{err}");
 }
 
 #[test]

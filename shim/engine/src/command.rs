@@ -20,6 +20,9 @@ pub struct Command {
     pub cwd: String,
     /// Host directories visible to the guest, in this order (fd 3, 4, …).
     pub dirs: Vec<Preopen>,
+    /// Listening sockets handed to the guest after the directories: Go's wasip1 runtime
+    /// scans pre-opens from fd 3 and stops at the first that is not a directory.
+    pub sockets: Vec<Socket>,
     pub stdin: Stdio,
     pub stdout: Stdio,
     pub stderr: Stdio,
@@ -29,6 +32,13 @@ pub struct Command {
 pub struct Preopen {
     pub host: PathBuf,
     pub guest: String,
+}
+
+/// A bound, listening TCP socket and the name the guest asks for it by.
+#[derive(Debug)]
+pub struct Socket {
+    pub name: String,
+    pub listener: std::net::TcpListener,
 }
 
 #[derive(Debug, Default)]
@@ -47,13 +57,25 @@ pub(crate) type TrapSink = Option<Box<dyn Write + Send>>;
 pub(crate) fn wasi_context(cmd: Command) -> Result<(WasiCtx, TrapSink)> {
     let mut b = WasiCtxBuilder::new();
     b.args(&cmd.args).map_err(|e| anyhow!("argv: {e}"))?;
-    b.envs(&with_pwd(cmd.env, &cmd.cwd)).map_err(|e| anyhow!("environment: {e}"))?;
+    let mut env = with_pwd(cmd.env, &cmd.cwd);
     for dir in &cmd.dirs {
         let opened = cap_std::fs::Dir::open_ambient_dir(&dir.host, ambient_authority())
             .with_context(|| format!("opening {} for the guest path {}", dir.host.display(), dir.guest))?;
         b.preopened_dir(opened, &dir.guest)
             .map_err(|e| anyhow!("pre-opening {}: {e:?}", dir.guest))?;
     }
+    if !cmd.sockets.is_empty() {
+        let first_fd = 3 + cmd.dirs.len() as u32;
+        let fds = (first_fd..).zip(&cmd.sockets).map(|(fd, s)| (s.name.as_str(), fd));
+        env.push((fabricks_listen::ENV_LISTEN_FDS.into(), fabricks_listen::format_fds(fds)));
+        for (fd, socket) in (first_fd..).zip(cmd.sockets) {
+            // Go's wasip1 runtime is single-threaded: one blocking accept would stall it.
+            socket.listener.set_nonblocking(true).context("making the listener non-blocking")?;
+            let listener = cap_std::net::TcpListener::from_std(socket.listener);
+            b.preopened_socket(fd, listener).map_err(|e| anyhow!("pre-opening socket {}: {e:?}", socket.name))?;
+        }
+    }
+    b.envs(&env).map_err(|e| anyhow!("environment: {e}"))?;
     b.stdin(input(cmd.stdin));
     b.stdout(output(cmd.stdout, false)?.0);
     let (stderr, trap_sink) = output(cmd.stderr, true)?;

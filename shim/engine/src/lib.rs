@@ -17,7 +17,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 pub use cache::ModuleCache;
-pub use command::{Command, Preopen, Stdio};
+pub use command::{Command, Preopen, Socket, Stdio};
 pub use compile::{check_magic, compile_to_file};
 pub use run::TRAP_EXIT_CODE;
 pub use stop::Stopper;

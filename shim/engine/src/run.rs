@@ -24,6 +24,9 @@ impl Engine {
     /// (reported on the module's stderr). Errors are failures to start it at all.
     pub fn run(&self, module: &Module, cmd: Command, stop: &Stopper) -> Result<i32> {
         let program = cmd.args.first().cloned().unwrap_or_default();
+        for socket in &cmd.sockets {
+            stop.watch_listener(&socket.listener).context("watching a listener")?;
+        }
         let (wasi, trap_sink) = wasi_context(cmd)?;
         let mut store = Store::new(self.wasmtime(), Host { wasi });
         arm_stop(&mut store, stop, self.wasmtime());

@@ -7,9 +7,14 @@ type Hook = Box<dyn Fn(i32) + Send + Sync>;
 
 /// A handle that asks a running module to stop, as if `signal` had been delivered to it.
 ///
-/// The module is interrupted at its next epoch check (wasm code, including loops) and the
-/// run ends with status `128 + signal`. Hooks registered with [`Stopper::on_stop`] run
-/// first, so whoever owns blocking host resources (listening sockets) can wake the guest.
+/// A hard stop interrupts the module at its next epoch check (wasm code, including loops)
+/// and the run ends with status `128 + signal`. Hooks registered with [`Stopper::on_stop`]
+/// run first, so whoever owns blocking host resources (listening sockets) can wake the guest.
+///
+/// A module that serves sockets gets a graceful stop for SIGTERM and SIGINT instead: only
+/// the hooks run (its listeners shut down, so its accept loop returns), and the module ends
+/// by itself with its own status. Whoever sent the signal escalates to SIGKILL if it must,
+/// as kubelet and `ctr task kill -s KILL` do.
 #[derive(Clone, Default)]
 pub struct Stopper {
     inner: Arc<Inner>,
@@ -18,6 +23,7 @@ pub struct Stopper {
 #[derive(Default)]
 struct Inner {
     signal: AtomicI32,
+    graceful: std::sync::atomic::AtomicBool,
     engines: Mutex<Vec<wasmtime::Engine>>,
     hooks: Mutex<Vec<Hook>>,
 }
@@ -27,15 +33,34 @@ impl Stopper {
         Self::default()
     }
 
-    /// Requests the stop. The first signal wins; later ones only re-wake the module.
-    pub fn stop(&self, signal: i32) {
-        let _ = self.inner.signal.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+    /// Requests the stop; true if it is a hard one. The first hard signal wins; later ones
+    /// only re-wake the module.
+    pub fn stop(&self, signal: i32) -> bool {
+        let graceful = self.inner.graceful.load(Ordering::SeqCst) && matches!(signal, libc::SIGTERM | libc::SIGINT);
         for hook in self.inner.hooks.lock().unwrap().iter() {
             hook(signal);
         }
+        if graceful {
+            log::info!("signal {signal}: shutting the module's listeners down, letting it exit");
+            return false;
+        }
+        let _ = self.inner.signal.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
         for engine in self.inner.engines.lock().unwrap().iter() {
             engine.increment_epoch();
         }
+        true
+    }
+
+    /// Shuts `listener` down when a stop is requested, which wakes a guest waiting to
+    /// accept on it, and makes SIGTERM and SIGINT graceful (see the type's docs).
+    pub fn watch_listener(&self, listener: &std::net::TcpListener) -> std::io::Result<()> {
+        let dup = listener.try_clone()?;
+        self.on_stop(move |_| {
+            // SAFETY: shutdown on a socket fd we own; it only ends traffic on the socket.
+            unsafe { libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(&dup), libc::SHUT_RDWR) };
+        });
+        self.inner.graceful.store(true, Ordering::SeqCst);
+        Ok(())
     }
 
     /// The signal of the stop request, if one was made.

@@ -1,0 +1,39 @@
+// go-http: an HTTP service that runs the same natively and as a WASI
+// preview-1 module under Fabricks. The host binds its port; the program takes
+// the listener named "http" (natively: :8080, or FABRICKS_LISTEN).
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"runtime"
+	"time"
+
+	fabricks "github.com/fabricks-dev/fabricks/sdk/go"
+)
+
+func main() {
+	l, err := fabricks.ListenOr("http", ":8080")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "go-http:", err)
+		os.Exit(1)
+	}
+	srv := &http.Server{
+		Handler:           newHandler(os.Stdout),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	where := l.Addr().String()
+	if runtime.GOOS == "wasip1" {
+		// A socket the host handed over does not know its address here.
+		where = `the host's socket "http"`
+	}
+	fmt.Printf("go-http: listening on %s (%s/%s, %s)\n", where, runtime.GOOS, runtime.GOARCH, runtime.Version())
+	if err := fabricks.Serve(context.Background(), srv, l); err != nil {
+		fmt.Fprintln(os.Stderr, "go-http:", err)
+		os.Exit(1)
+	}
+	fmt.Println("go-http: stopped")
+}

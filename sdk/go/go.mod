@@ -1,0 +1,3 @@
+module github.com/fabricks-dev/fabricks/sdk/go
+
+go 1.22

@@ -1,0 +1,527 @@
+#!/usr/bin/env bash
+# End-to-end tests of containerd-shim-fabricks-v1 against a real (private) containerd, driven
+# through ctr: images built by `fabricks build`, args/env/exit status/stdin, a wasm-layer
+# image, bind mounts, broken modules, missing entrypoints, kills, traps, a native entrypoint
+# delegated to runc, the compile cache, and nothing left behind.
+#
+# usage: e2e.sh [1.6|2]...      (default: both flavours; needs root, go and cargo)
+#
+# Every case prints `ok - [flavour] name` or `not ok - [flavour] name: why` (details follow on
+# `#` lines); the last line is `N passed, N failed[, N skipped]`; the exit status is 1 if any
+# case failed. Knobs:
+#   FABRICKS_HARNESS_DIR  work dir of the containerds (default /tmp/fabricks-e2e). The suite
+#                         takes down whatever harness runs there: never share it with one you
+#                         use by hand.
+#   FABRICKS_E2E_BUILD=0  skip `cargo build --release` (test the binaries already built)
+#   FABRICKS_E2E_TIMEOUT  seconds any single ctr call may take before it counts as hung (120)
+#   FABRICKS_SHIM, FABRICKS_CLI   binaries under test (default target/release/...)
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+H=$HERE/harness.sh
+export FABRICKS_HARNESS_DIR=${FABRICKS_HARNESS_DIR:-/tmp/fabricks-e2e}
+export FABRICKS_SHIM=${FABRICKS_SHIM:-$REPO/target/release/containerd-shim-fabricks-v1}
+FABRICKS=${FABRICKS_CLI:-$REPO/target/release/fabricks}
+TMO=${FABRICKS_E2E_TIMEOUT:-120}
+STOP_WAIT=30 # seconds a stopped task gets to show STOPPED: a bound for hangs, not a benchmark
+readonly RT=io.containerd.fabricks.v1
+readonly IMG_TAR=localhost/fabricks-e2e/go-hello:tar
+readonly IMG_WASM=localhost/fabricks-e2e/go-hello:wasm
+readonly PAUSE=localhost/fabricks/pause:3
+
+TMP=$(mktemp -d /tmp/fabricks-e2e.XXXXXX)
+passed=0 failed=0 skipped=0
+F=''       # the flavour whose containerd is up ('' when none is)
+DIGEST=''  # sha256 of go-hello's module, as inside the image
+OUT='' ERR='' RC=0 CMD='' WHY=''
+
+cleanup() {
+	local rc=$?
+	if [[ -n $F ]]; then "$H" down "$F" >/dev/null 2>&1 || true; fi
+	# Never recurse into a mount (a bind mount left in a --rootfs dir would expose its source).
+	if grep -qF " $TMP/" /proc/self/mountinfo; then
+		echo "# e2e: mounts remain under $TMP; not removing it" >&2
+	else
+		rm -rf "$TMP"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- reporting ---------------------------------------------------------------------------
+
+label() { if [[ -n $F ]]; then printf '[%s] %s' "$F" "$1"; else printf '%s' "$1"; fi; }
+
+pass() {
+	echo "ok - $(label "$1")"
+	passed=$((passed + 1))
+}
+
+# Prints the failure with the last command's output as `#` lines.
+fail() {
+	echo "not ok - $(label "$1"): $2"
+	if [[ -n $CMD ]]; then
+		echo "#   \$ $CMD  (exit $RC)"
+		{
+			[[ -z $OUT ]] || printf '%s\n' "$OUT"
+			[[ -z $ERR ]] || printf '%s\n' "$ERR"
+		} | awk '{ l[NR] = $0 } END { for (i = 1; i <= NR; i++) if (NR <= 30 || i <= 12 || i > NR - 12) print l[i]; else if (i == 13) print "[...]" }' |
+			sed 's/^/#   | /'
+	fi
+	failed=$((failed + 1))
+}
+
+skip() {
+	echo "skip - $(label "$1"): $2"
+	skipped=$((skipped + 1))
+}
+
+# why MESSAGE: records why the running case failed; always returns 1.
+why() {
+	WHY=$*
+	return 1
+}
+
+# check NAME FUNC [ARGS...]: runs one case; FUNC returns non-zero (after `why`) to fail it.
+# Containers a case leaves behind (its own failure) are removed so the next case starts clean.
+check() {
+	local name=$1
+	shift
+	WHY='' CMD='' OUT='' ERR='' RC=0
+	local rc=0
+	if "$@"; then pass "$name"; else
+		rc=1
+		fail "$name" "${WHY:-failed}"
+	fi
+	if [[ -n $F && -S ${SOCK:-} ]]; then scrap_all; fi
+	return "$rc"
+}
+
+# --- ctr ---------------------------------------------------------------------------------
+
+# Points ctr at flavour $F's containerd: CTR, CONTAINERD_ADDRESS (SOCK), NS, W.
+use_flavour() {
+	unset CONTAINERD_NAMESPACE # the harness default (fabricks-<flavour>), never the caller's
+	eval "$("$H" env "$F")"
+	export CONTAINERD_ADDRESS CONTAINERD_NAMESPACE CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1
+	SOCK=$CONTAINERD_ADDRESS
+	NS=$CONTAINERD_NAMESPACE
+	W=$FABRICKS_HARNESS_WORK
+}
+
+# ctr itself, not through `harness.sh ctr`: a timeout must hit ctr, not a shell around it.
+c() { timeout -k 10 "$TMO" "$CTR" "$@"; }
+
+# ctr ARGS... with stdin from $IN (default /dev/null): sets OUT, ERR, RC and CMD.
+run_ctr() {
+	CMD="ctr $*"
+	OUT=$(c "$@" <"${IN:-/dev/null}" 2>"$TMP/stderr")
+	RC=$?
+	ERR=$(<"$TMP/stderr")
+	if ((RC == 124 || RC == 137)); then # timeout's own statuses: no case expects them from ctr
+		why "timed out: \`$CMD\` still running after ${TMO}s"
+		RC=timeout
+	fi
+}
+
+expect_rc() {
+	[[ $RC == "$1" ]] || why "${WHY:-exit status $RC, want $1}"
+}
+
+# expect_out TEXT [WHAT]: the last command's stdout+stderr contains TEXT.
+expect_out() {
+	[[ "$OUT"$'\n'"$ERR" == *"$1"* ]] || why "output lacks \"$1\"${2:+ ($2)}"
+}
+
+# expect_err_re REGEX: stderr matches the extended regex.
+expect_err_re() {
+	grep -Eq -- "$1" <<<"$ERR" || why "stderr does not match /$1/"
+}
+
+task_status() { c task ls 2>/dev/null | awk -v id="$1" '$1 == id { print $3 }'; }
+
+# wait_status ID STATUS SECONDS
+wait_status() {
+	local i st=''
+	for ((i = 0; i < $3 * 5; i++)); do
+		st=$(task_status "$1")
+		[[ $st == "$2" ]] && return 0
+		sleep 0.2
+	done
+	why "task $1 is ${st:-gone}, not $2, ${3}s later"
+}
+
+# wait_file FILE TEXT SECONDS: FILE (a task's log) shows TEXT.
+wait_file() {
+	local i
+	for ((i = 0; i < $3 * 5; i++)); do
+		grep -qF -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.2
+	done
+	why "\"$2\" never appeared in $1"
+}
+
+# Pids of our shims serving container $1.
+shim_pids() {
+	local p cmd
+	for p in /proc/[0-9]*; do
+		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
+		cmd=" $cmd"
+		if [[ ${cmd%% -*} == */containerd-shim-fabricks-v1 && $cmd == *" -address $SOCK "* && $cmd == *" -id $1 "* ]]; then
+			echo "${p#/proc/}"
+		fi
+	done
+}
+
+# What is left of container $1 (task, container, shim, mounts, runc state, processes).
+remains() {
+	local id=$1
+	if c task ls -q 2>/dev/null | grep -qxF "$id"; then echo "task $id"; fi
+	if c containers ls -q 2>/dev/null | grep -qxF "$id"; then echo "container $id"; fi
+	shim_pids "$id" | sed 's/^/shim pid /'
+	awk -v p="/$NS/$id/" 'index($5, p) { print "mount " $5 }' /proc/self/mountinfo
+	if [[ -e /run/containerd/fabricks/runc/$NS/$id ]]; then echo "runc state /run/containerd/fabricks/runc/$NS/$id"; fi
+	cat /sys/fs/cgroup/{,*/}"$NS/$id"/cgroup.procs 2>/dev/null | sort -u | sed 's/^/process /'
+}
+
+# expect_gone ID: nothing of container ID is left (shims exit asynchronously: a bounded wait).
+expect_gone() {
+	local i left
+	for ((i = 0; i < 50; i++)); do
+		left=$(remains "$1")
+		[[ -z $left ]] && return 0
+		sleep 0.2
+	done
+	why "left behind: ${left//$'\n'/; }"
+}
+
+# Removes every container of our namespace, whatever state it is in.
+scrap_all() {
+	local id
+	for id in $(c containers ls -q 2>/dev/null); do
+		if [[ $(task_status "$id") == RUNNING ]]; then
+			c task kill -s SIGKILL "$id" >/dev/null 2>&1
+			wait_status "$id" STOPPED 10 || true
+		fi
+		c task rm -f "$id" >/dev/null 2>&1
+		c containers rm "$id" >/dev/null 2>&1
+	done
+}
+
+# --- preparation (once) ------------------------------------------------------------------
+
+build_binaries() {
+	CMD="cargo build --release -p containerd-shim-fabricks -p fabricks"
+	OUT=$(cd "$REPO" && cargo build --release -p containerd-shim-fabricks -p fabricks 2>&1)
+	RC=$?
+	expect_rc 0 || return
+	[[ -x $FABRICKS_SHIM && -x $FABRICKS ]] || why "no $FABRICKS_SHIM or $FABRICKS"
+}
+
+install_prerequisites() {
+	local what=all
+	if ((${#flavours[@]} == 1)); then what=${flavours[0]}; fi
+	CMD="harness.sh install $what"
+	OUT=$("$H" install "$what" 2>&1)
+	RC=$?
+	expect_rc 0
+}
+
+# build_image LAYER REF OUT.tar
+build_image() {
+	rm -f "$3"
+	CMD="fabricks build $TMP/src/go-hello -o $3 -t $2 --layer $1"
+	OUT=$("$FABRICKS" build "$TMP/src/go-hello" -o "$3" -t "$2" --layer "$1" 2>&1)
+	RC=$?
+	expect_rc 0 || return
+	[[ -s $3 ]] || why "no archive $3" || return
+	tar -xOf "$3" index.json >/dev/null 2>&1 || why "$3 is not an OCI archive (no index.json)"
+}
+
+# The module in the tar-layer archive (its layer holds /go-hello.wasm): $TMP/go-hello.wasm.
+extract_module() {
+	local archive=$TMP/go-hello-tar.tar manifest layer
+	manifest=$(tar -xOf "$archive" index.json | grep -o 'sha256:[0-9a-f]\{64\}' | head -n 1)
+	layer=$(tar -xOf "$archive" "blobs/sha256/${manifest#sha256:}" |
+		sed 's/.*"layers"//' | grep -o 'sha256:[0-9a-f]\{64\}' | head -n 1)
+	[[ -n $layer ]] || why "no layer found in $archive" || return
+	tar -xOf "$archive" "blobs/sha256/${layer#sha256:}" >"$TMP/layer"
+	tar -xOf "$TMP/layer" --wildcards '*go-hello.wasm' >"$TMP/go-hello.wasm" 2>/dev/null ||
+		why "the image layer $layer holds no go-hello.wasm" || return
+	[[ $(head -c 4 "$TMP/go-hello.wasm" | od -An -tx1 | tr -d ' ') == 0061736d ]] ||
+		why "the image's go-hello.wasm is not a wasm module" || return
+	DIGEST=$(sha256sum "$TMP/go-hello.wasm" | cut -d' ' -f1)
+}
+
+make_pause_image() {
+	CMD="harness.sh pause-image $TMP/pause.tar"
+	OUT=$("$H" pause-image "$TMP/pause.tar" 2>&1)
+	RC=$?
+	expect_rc 0
+}
+
+# Root filesystems for `ctr run --rootfs`: broken modules, a trapping module, an empty root.
+make_rootfses() {
+	local r=$TMP/rootfs
+	mkdir -p "$r"/{junk,truncated,trap,empty}
+	printf 'this is not WebAssembly\n' >"$r/junk/bad.wasm"
+	# A real module cut in half: right magic and version, then the sections end mid-way.
+	head -c "$(($(stat -c %s "$TMP/go-hello.wasm") / 2))" "$TMP/go-hello.wasm" >"$r/truncated/bad.wasm"
+	# (module (func (export "_start") unreachable)) — type, function, export and code sections.
+	printf '\0asm\1\0\0\0\1\4\1\140\0\0\3\2\1\0\7\12\1\6_start\0\0\12\5\1\3\0\0\13' >"$r/trap/trap.wasm"
+}
+
+# --- cases ---------------------------------------------------------------------------------
+
+containerd_up() {
+	CMD="harness.sh up $F"
+	# A fresh one: remains of an earlier run (and its cache) would change what is tested.
+	"$H" down "$F" >/dev/null 2>&1
+	# A node's containerd has no RUST_BACKTRACE: keep this shell's out of the shims.
+	OUT=$(env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$H" up "$F" 2>&1)
+	RC=$?
+	expect_rc 0
+}
+
+# import_image ARCHIVE REF [PLATFORM]
+import_image() {
+	local opts=()
+	# 2.x's transfer service unpacks for linux/amd64 only: --local takes --platform.
+	if [[ $F == 2 ]]; then opts+=(--local); fi
+	if [[ -n ${3:-} ]]; then opts+=(--platform "$3"); fi
+	run_ctr images import "${opts[@]}" "$1"
+	expect_rc 0 || return
+	c images ls -q | grep -qxF "$2" || why "$2 not listed after import"
+}
+
+hello_greets() {
+	run_ctr run --rm --runtime "$RT" "$IMG_TAR" e2e-hello
+	expect_rc 0 && expect_out "Hello from Fabricks!" && expect_out "argv0: /go-hello.wasm" &&
+		expect_out "GREETING: (unset)" && expect_gone e2e-hello
+}
+
+hello_args() {
+	run_ctr run --rm --runtime "$RT" "$IMG_TAR" e2e-args /go-hello.wasm a 'b c'
+	expect_rc 0 && expect_out 'args: ["a" "b c"]' && expect_gone e2e-args
+}
+
+hello_env() {
+	run_ctr run --rm --runtime "$RT" --env GREETING=bonjour "$IMG_TAR" e2e-env
+	expect_rc 0 && expect_out "GREETING: bonjour" && expect_gone e2e-env
+}
+
+hello_exit() {
+	run_ctr run --rm --runtime "$RT" "$IMG_TAR" e2e-exit /go-hello.wasm --exit 7
+	expect_rc 7 && expect_out "Hello from Fabricks!" && expect_gone e2e-exit
+}
+
+# ctr attaches its stdin to the task (both 1.6 and 2.x; 2.x has no -i). Non-empty on purpose:
+# with empty stdin ctr closes its end of the FIFO before the task opens it and EOF is lost
+# (a native task under runc never sees EOF through `ctr run` either).
+hello_stdin() {
+	printf 'fed through ctr\n' >"$TMP/stdin"
+	IN=$TMP/stdin run_ctr run --rm --runtime "$RT" "$IMG_TAR" e2e-stdin /go-hello.wasm --stdin
+	expect_rc 0 && expect_out $'stdin (16 bytes):\nfed through ctr' && expect_gone e2e-stdin
+}
+
+wasm_layer_greets() {
+	run_ctr run --rm --runtime "$RT" "$IMG_WASM" e2e-wasm
+	expect_rc 0 && expect_out "Hello from Fabricks!" && expect_out "argv0: /go-hello.wasm" && expect_gone e2e-wasm
+}
+
+bind_rw() {
+	local dir=$TMP/data-$F-rw
+	mkdir -p "$dir"
+	run_ctr run --rm --runtime "$RT" --mount "type=bind,src=$dir,dst=/data,options=rbind:rw" \
+		"$IMG_TAR" e2e-bind-rw /go-hello.wasm --write /data/x
+	expect_rc 0 && expect_out "wrote 20 bytes to /data/x" || return
+	[[ $(cat "$dir/x" 2>/dev/null) == "written by go-hello" ]] || why "$dir/x on the host does not hold what the module wrote" || return
+	expect_gone e2e-bind-rw
+}
+
+# ro_write ID: a write to a read-only bind mount; $dir holds the mount's source.
+ro_write() {
+	dir=$TMP/data-$F-$1
+	mkdir -p "$dir"
+	run_ctr run --rm --runtime "$RT" --mount "type=bind,src=$dir,dst=/data,options=rbind:ro" \
+		"$IMG_TAR" "$1" /go-hello.wasm --write /data/y
+}
+
+bind_ro_refuses() {
+	local dir
+	ro_write e2e-bind-ro
+	[[ $RC != timeout ]] || return 1
+	[[ $RC != 0 ]] || why "the write to a read-only mount succeeded (exit 0)" || return
+	[[ ! -e $dir/y ]] || why "the module created $dir/y through a read-only mount" || return
+	expect_err_re '[Rr]ead-only file system' && expect_gone e2e-bind-ro
+}
+
+# The guest must see an ordinary EROFS, as a native program would: go-hello reports it and
+# exits 1 (its documented behaviour), rather than the runtime trapping the module.
+bind_ro_errno() {
+	local dir
+	ro_write e2e-bind-errno
+	expect_rc 1 && expect_err_re '^go-hello: write /data/y: .*read-only file system' && expect_gone e2e-bind-errno
+}
+
+# rootfs_fails DIR ID REGEX [ARGS...]: `ctr run --rootfs DIR ID ARGS` fails at create with a
+# message matching REGEX, and nothing is left.
+rootfs_fails() {
+	local dir=$1 id=$2 re=$3
+	shift 3
+	run_ctr run --rm --runtime "$RT" --rootfs "$TMP/rootfs/$dir" "$id" "$@"
+	[[ $RC != timeout ]] || return 1
+	[[ $RC != 0 ]] || why "ctr run succeeded" || return
+	expect_err_re "$re" && expect_gone "$id"
+}
+
+# kill_case ID SIGNAL STATUS FLAG [log]: a detached module runs FLAG's endless wait,
+# `ctr task kill -s SIGNAL` stops it and it exits with STATUS. With `log` its output goes to a
+# file (a file:// log URI) and the kill waits until the module says it is in that wait;
+# otherwise its stdio are ctr's FIFOs, as `ctr run -d` makes them.
+kill_case() {
+	local id=$1 sig=$2 status=$3 flag=$4 log=$TMP/$F-$1.log opts=() args=(/go-hello.wasm "$4")
+	if [[ $flag == --sleep ]]; then args+=(300s); fi
+	if [[ ${5:-} == log ]]; then opts=(--log-uri "file://$log"); fi
+	run_ctr run -d --runtime "$RT" "${opts[@]}" "$IMG_TAR" "$id" "${args[@]}"
+	expect_rc 0 && wait_status "$id" RUNNING 30 || return
+	if [[ ${5:-} == log ]]; then
+		wait_file "$log" "$([[ $flag == --spin ]] && echo spinning || echo sleeping)" 60 || return
+	fi
+	run_ctr task kill -s "$sig" "$id"
+	expect_rc 0 || return
+	wait_status "$id" STOPPED "$STOP_WAIT" || why "$WHY (after $sig)" || return
+	run_ctr task rm "$id"
+	expect_rc 0 && expect_out "exit code $status" "the exit status" || return
+	run_ctr containers rm "$id"
+	expect_rc 0 && expect_gone "$id"
+}
+
+trap_reported() {
+	run_ctr run --rm --runtime "$RT" --rootfs "$TMP/rootfs/trap" e2e-trap /trap.wasm
+	expect_rc 134 && expect_err_re 'trap' && expect_err_re 'wasm backtrace' &&
+		expect_err_re 'unreachable' && expect_gone e2e-trap
+}
+
+pause_native() {
+	local id=e2e-pause
+	run_ctr run -d --runtime "$RT" "$PAUSE" "$id"
+	expect_rc 0 && wait_status "$id" RUNNING 30 || return
+	[[ -d /run/containerd/fabricks/runc/$NS/$id ]] || why "no runc state: pause did not run under runc" || return
+	run_ctr task kill "$id"
+	expect_rc 0 && wait_status "$id" STOPPED "$STOP_WAIT" || return
+	run_ctr task rm "$id"
+	expect_rc 0 || return
+	[[ $ERR != *"exit code"* ]] || why "pause did not exit 0 on SIGTERM" || return
+	run_ctr containers rm "$id"
+	expect_rc 0 && expect_gone "$id"
+}
+
+compiled_once() {
+	local n
+	n=$(grep -c "compiled module .*/$DIGEST\.cwasm" "$W/containerd.log")
+	((n == 1)) || why "$n \"compiled module\" lines for $DIGEST in $W/containerd.log, want 1 (the image ran many times)" || return
+	compgen -G "$W/cache/*/$DIGEST.cwasm" >/dev/null || why "no $W/cache/*/$DIGEST.cwasm"
+}
+
+containerd_down() {
+	CMD="harness.sh down $F"
+	OUT=$("$H" down "$F" 2>&1)
+	RC=$?
+	expect_rc 0
+}
+
+nothing_left() {
+	CMD="harness.sh leftovers $F"
+	OUT=$("$H" leftovers "$F" 2>&1)
+	RC=$?
+	[[ $RC == 0 && -z $OUT ]] || why "harness.sh leftovers reports: ${OUT//$'\n'/; }" || return
+	local extra
+	extra=$(
+		find "/run/containerd/fabricks/runc/$NS" -mindepth 1 -maxdepth 1 -printf 'runc state of our shim: %p\n' 2>/dev/null
+		awk -v p="$TMP/" 'index($5, p) == 1 { print "mount " $5 }' /proc/self/mountinfo
+	)
+	[[ -z $extra ]] || why "left behind: ${extra//$'\n'/; }"
+}
+
+flavour_cases() {
+	use_flavour
+	check "containerd up" containerd_up || return
+	check "import the tar-layer image" import_image "$TMP/go-hello-tar.tar" "$IMG_TAR" wasi/wasm
+	check "tar-layer image prints the greeting" hello_greets
+	check "args after the module path reach the module" hello_args
+	check "--env reaches the module" hello_env
+	check "--exit 7 is ctr's exit status" hello_exit
+	check "piped stdin reaches --stdin" hello_stdin
+	if [[ $F == 2 ]]; then
+		check "import the wasm-layer image (--local)" import_image "$TMP/go-hello-wasm.tar" "$IMG_WASM" wasi/wasm
+		check "wasm-layer image prints the greeting" wasm_layer_greets
+	else
+		skip "wasm-layer image" "containerd 1.6 cannot unpack application/wasm layers"
+	fi
+	check "rw bind mount: the module's write lands on the host" bind_rw
+	check "ro bind mount: the write fails and nothing is written" bind_ro_refuses
+	check "ro bind mount: the module sees EROFS (go-hello exits 1), no trap" bind_ro_errno
+	check "junk module: create fails naming the problem" rootfs_fails junk e2e-junk \
+		'not a WebAssembly module|neither a WebAssembly module|invalid WebAssembly' /bad.wasm
+	check "truncated module: create fails naming the problem" rootfs_fails truncated e2e-trunc \
+		'invalid WebAssembly|not a WebAssembly module' /bad.wasm
+	check "missing entrypoint: create fails saying it does not exist" rootfs_fails empty e2e-nope \
+		'/nope\.wasm.*(does not exist|not found|no such)' /nope.wasm
+	check "no command at all: create fails saying there is no entrypoint" rootfs_fails empty e2e-nocmd \
+		'no entrypoint'
+	check "SIGTERM stops a sleeping module (exit 143)" kill_case e2e-term SIGTERM 143 --sleep
+	check "SIGKILL stops a spinning module (exit 137)" kill_case e2e-kill SIGKILL 137 --spin log
+	check "SIGTERM stops a spinning module (exit 143)" kill_case e2e-term-spin SIGTERM 143 --spin log
+	check "a trap exits 134 with a wasm backtrace on stderr" trap_reported
+	check "import the native pause image" import_image "$TMP/pause.tar" "$PAUSE"
+	check "native pause runs under runc through the shim, stops on SIGTERM" pause_native
+	check "the module compiled once and is in the cache" compiled_once
+}
+
+# --- main ----------------------------------------------------------------------------------
+
+flavours=("$@")
+((${#flavours[@]})) || flavours=(1.6 2)
+for f in "${flavours[@]}"; do
+	[[ $f == 1.6 || $f == 2 ]] || {
+		echo "usage: $0 [1.6|2]..." >&2
+		exit 2
+	}
+done
+started=$SECONDS
+
+summary() {
+	local s="$passed passed, $failed failed"
+	((skipped == 0)) || s+=", $skipped skipped"
+	echo "$s"
+}
+
+prepared=1
+check "install prerequisites" install_prerequisites || prepared=0
+if [[ ${FABRICKS_E2E_BUILD:-1} != 0 ]]; then check "cargo build shim and CLI" build_binaries || prepared=0; fi
+mkdir -p "$TMP/src"
+# A private copy: `fabricks build` writes into the project's .fabricks/, which others may use.
+cp -r "$REPO/examples/go-hello" "$TMP/src/" && rm -rf "$TMP/src/go-hello/.fabricks"
+check "fabricks build (tar layer)" build_image tar "$IMG_TAR" "$TMP/go-hello-tar.tar" || prepared=0
+check "fabricks build --layer wasm" build_image wasm "$IMG_WASM" "$TMP/go-hello-wasm.tar"
+check "the tar-layer image holds /go-hello.wasm" extract_module || prepared=0
+check "harness pause image" make_pause_image
+if ((prepared == 0)); then
+	echo "# e2e: preparation failed, no containerd started"
+	summary
+	exit 1
+fi
+make_rootfses
+
+for F in "${flavours[@]}"; do
+	flavour_cases
+	check "down" containerd_down
+	check "leftovers after down: no shim, mount or state" nothing_left
+	F=''
+done
+echo "# e2e: $((SECONDS - started)) s"
+summary
+((failed == 0))
