@@ -122,6 +122,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "SPEC")]
     pub listen: Vec<String>,
 
+    /// Publish the module's port PORT on this host's [IP:]HOST_PORT instead of
+    /// the address its listen spec names, as `docker run -p` does (repeatable).
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST_PORT:PORT")]
+    pub publish: Vec<String>,
+
     /// Working directory of the module (a guest path).
     #[arg(long, default_value = "/", value_name = "GUEST_DIR")]
     pub cwd: String,

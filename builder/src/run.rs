@@ -47,7 +47,40 @@ fn listen_spec(args: &RunArgs) -> Result<ListenSpec> {
         true => Project::load(&args.target)?,
         false => Project::default(),
     };
-    project.listen_spec(&args.listen)
+    let spec = project.listen_spec(&args.listen)?;
+    args.publish.iter().try_fold(spec, |spec, p| publish(spec, p))
+}
+
+/// Moves the endpoint serving PORT to `[IP:]HOST_PORT`, keeping its name.
+fn publish(spec: ListenSpec, mapping: &str) -> Result<ListenSpec> {
+    let (host, port) = mapping
+        .rsplit_once(':')
+        .with_context(|| format!("-p {mapping}: expected [IP:]HOST_PORT:PORT, e.g. 8080:8080"))?;
+    let port: u16 = port.parse().with_context(|| format!("-p {mapping}: {port:?} is not a port"))?;
+    let target = spec.endpoints().iter().find(|e| e.port() == port).with_context(|| {
+        let names: Vec<String> = spec.endpoints().iter().map(ToString::to_string).collect();
+        format!(
+            "-p {mapping}: the module has no listener on port {port} (its listen spec: {}); \
+             give one with --listen or in fabricks.toml",
+            if names.is_empty() { "none".to_string() } else { names.join(",") }
+        )
+    })?;
+    let host_addr = match host.rsplit_once(':') {
+        Some((ip, host_port)) => format!("{ip}:{host_port}"),
+        None => format!("{}:{host}", bracketed(target.addr.ip())),
+    };
+    let entries = spec.endpoints().iter().map(|e| match e.name == target.name {
+        true => format!("{}={host_addr}", e.name),
+        false => format!("{}={}", e.name, e.addr),
+    });
+    ListenSpec::parse_all(entries).with_context(|| format!("-p {mapping}"))
+}
+
+fn bracketed(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        v4 => v4.to_string(),
+    }
 }
 
 /// Binds every endpoint on this host, as the shim does in the pod's network.
@@ -205,5 +238,19 @@ mod tests {
         assert_eq!(env[1].0, "PATH");
         assert_eq!(env.len(), 2);
         assert!(environment(&["=x".into()]).is_err());
+    }
+
+    #[test]
+    fn publish_moves_the_endpoint_of_a_port_and_keeps_its_name() {
+        let spec: ListenSpec = "http=8080,admin=127.0.0.1:9090".parse().unwrap();
+        let moved = publish(spec.clone(), "18080:8080").unwrap();
+        assert_eq!(moved.get("http").unwrap().addr, "0.0.0.0:18080".parse().unwrap());
+        assert_eq!(moved.get("admin").unwrap().addr, "127.0.0.1:9090".parse().unwrap());
+        let moved = publish(spec.clone(), "127.0.0.1:18081:9090").unwrap();
+        assert_eq!(moved.get("admin").unwrap().addr, "127.0.0.1:18081".parse().unwrap());
+        let err = format!("{:#}", publish(spec.clone(), "1:7777").unwrap_err());
+        assert!(err.contains("no listener on port 7777"), "{err}");
+        let err = format!("{:#}", publish(spec, "8080").unwrap_err());
+        assert!(err.contains("expected [IP:]HOST_PORT:PORT"), "{err}");
     }
 }
