@@ -31,14 +31,18 @@ readonly IMG_WASM=localhost/fabricks-e2e/go-hello:wasm
 readonly PAUSE=localhost/fabricks/pause:3
 
 TMP=$(mktemp -d /tmp/fabricks-e2e.XXXXXX)
-passed=0 failed=0 skipped=0
+passed=0 failed=0 skipped=0 summarized=0
 F=''       # the flavour whose containerd is up ('' when none is)
 DIGEST=''  # sha256 of go-hello's module, as inside the image
-OUT='' ERR='' RC=0 CMD='' WHY=''
+OUT='' ERR='' RC=0 CMD='' WHY='' MISSING=0
 
 cleanup() {
 	local rc=$?
 	if [[ -n $F ]]; then "$H" down "$F" >/dev/null 2>&1 || true; fi
+	if ((!summarized)); then
+		echo "# e2e: stopped early (exit $rc)"
+		summary
+	fi
 	# Never recurse into a mount (a bind mount left in a --rootfs dir would expose its source).
 	if grep -qF " $TMP/" /proc/self/mountinfo; then
 		echo "# e2e: mounts remain under $TMP; not removing it" >&2
@@ -61,7 +65,13 @@ pass() {
 
 # Prints the failure with the last command's output as `#` lines.
 fail() {
-	echo "not ok - $(label "$1"): $2"
+	echo "not ok - $(label "$1"): ${2//$'\n'/\\n}"
+	details
+	failed=$((failed + 1))
+}
+
+# The last command and (the ends of) its output, as `#` lines.
+details() {
 	if [[ -n $CMD ]]; then
 		echo "#   \$ $CMD  (exit $RC)"
 		{
@@ -70,7 +80,14 @@ fail() {
 		} | awk '{ l[NR] = $0 } END { for (i = 1; i <= NR; i++) if (NR <= 30 || i <= 12 || i > NR - 12) print l[i]; else if (i == 13) print "[...]" }' |
 			sed 's/^/#   | /'
 	fi
-	failed=$((failed + 1))
+}
+
+# The closing line.
+summary() {
+	local s="$passed passed, $failed failed"
+	((skipped == 0)) || s+=", $skipped skipped"
+	echo "$s"
+	summarized=1
 }
 
 skip() {
@@ -86,17 +103,31 @@ why() {
 
 # check NAME FUNC [ARGS...]: runs one case; FUNC returns non-zero (after `why`) to fail it.
 # Containers a case leaves behind (its own failure) are removed so the next case starts clean.
+# A case that failed only because expected task output was missing runs once more: ctr can
+# drop a task's last output under CPU load (its exit handling closes the FIFOs it has not
+# drained yet; runc tasks lose output that way too), which is not what these cases test.
 check() {
-	local name=$1
+	local name=$1 ok=0
 	shift
-	WHY='' CMD='' OUT='' ERR='' RC=0
-	local rc=0
-	if "$@"; then pass "$name"; else
-		rc=1
-		fail "$name" "${WHY:-failed}"
+	attempt "$@" && ok=1
+	if ((!ok && MISSING)); then
+		echo "# retrying $(label "$name"): ${WHY//$'\n'/\\n}"
+		details
+		attempt "$@" && ok=1
 	fi
+	if ((ok)); then pass "$name"; else fail "$name" "${WHY:-failed}"; fi
+	clean_slate
+	((ok))
+}
+
+attempt() {
+	clean_slate
+	WHY='' CMD='' OUT='' ERR='' RC=0 MISSING=0
+	"$@"
+}
+
+clean_slate() {
 	if [[ -n $F && -S ${SOCK:-} ]]; then scrap_all; fi
-	return "$rc"
 }
 
 # --- ctr ---------------------------------------------------------------------------------
@@ -116,7 +147,9 @@ c() { timeout -k 10 "$TMO" "$CTR" "$@"; }
 
 # ctr ARGS... with stdin from $IN (default /dev/null): sets OUT, ERR, RC and CMD.
 run_ctr() {
-	CMD="ctr $*"
+	local a
+	CMD=ctr
+	for a; do if [[ $a == *[[:space:]]* ]]; then CMD+=" '$a'"; else CMD+=" $a"; fi; done
 	OUT=$(c "$@" <"${IN:-/dev/null}" 2>"$TMP/stderr")
 	RC=$?
 	ERR=$(<"$TMP/stderr")
@@ -132,12 +165,18 @@ expect_rc() {
 
 # expect_out TEXT [WHAT]: the last command's stdout+stderr contains TEXT.
 expect_out() {
-	[[ "$OUT"$'\n'"$ERR" == *"$1"* ]] || why "output lacks \"$1\"${2:+ ($2)}"
+	[[ "$OUT"$'\n'"$ERR" == *"$1"* ]] || {
+		MISSING=1
+		why "output lacks \"$1\"${2:+ ($2)}"
+	}
 }
 
 # expect_err_re REGEX: stderr matches the extended regex.
 expect_err_re() {
-	grep -Eq -- "$1" <<<"$ERR" || why "stderr does not match /$1/"
+	grep -Eq -- "$1" <<<"$ERR" || {
+		MISSING=1
+		why "stderr does not match /$1/"
+	}
 }
 
 task_status() { c task ls 2>/dev/null | awk -v id="$1" '$1 == id { print $3 }'; }
@@ -326,6 +365,31 @@ hello_stdin() {
 	expect_rc 0 && expect_out $'stdin (16 bytes):\nfed through ctr' && expect_gone e2e-stdin
 }
 
+# Four runs at a time, as on a node starting several pods, ten times: every create must find
+# the stdio FIFOs ctr made for it. ctr opens their read ends from goroutines while it already
+# asks for the task, so a runtime has to wait for its reader (runc's shim opens them blocking)
+# rather than fail at once. Output ctr itself drops under load is not counted here.
+concurrent_creates() {
+	local i j rc n=0 bad=0 first='' pids
+	for ((i = 1; i <= 10; i++)); do
+		pids=()
+		for ((j = 1; j <= 4; j++)); do
+			c run --rm --runtime "$RT" "$IMG_TAR" "e2e-par-$i-$j" /go-hello.wasm --exit 3 </dev/null >"$TMP/par-$j" 2>&1 &
+			pids+=($!)
+		done
+		for ((j = 1; j <= 4; j++)); do
+			rc=0
+			wait "${pids[j - 1]}" || rc=$?
+			n=$((n + 1))
+			if ((rc != 3)); then
+				bad=$((bad + 1))
+				[[ -n $first ]] || first="e2e-par-$i-$j: exit $rc: $(grep -m 1 -v '^Hello\|^runtime:\|^argv0:\|^args:\|^GREETING:' "$TMP/par-$j")"
+			fi
+		done
+	done
+	((bad == 0)) || why "$bad of $n \`ctr run --rm ... /go-hello.wasm --exit 3\` did not exit 3; first: $first"
+}
+
 wasm_layer_greets() {
 	run_ctr run --rm --runtime "$RT" "$IMG_WASM" e2e-wasm
 	expect_rc 0 && expect_out "Hello from Fabricks!" && expect_out "argv0: /go-hello.wasm" && expect_gone e2e-wasm
@@ -363,7 +427,7 @@ bind_ro_refuses() {
 bind_ro_errno() {
 	local dir
 	ro_write e2e-bind-errno
-	expect_rc 1 && expect_err_re '^go-hello: write /data/y: .*read-only file system' && expect_gone e2e-bind-errno
+	expect_rc 1 && expect_err_re '^go-hello: write /data/y: .*[Rr]ead-only file system' && expect_gone e2e-bind-errno
 }
 
 # rootfs_fails DIR ID REGEX [ARGS...]: `ctr run --rootfs DIR ID ARGS` fails at create with a
@@ -455,6 +519,7 @@ flavour_cases() {
 	check "--env reaches the module" hello_env
 	check "--exit 7 is ctr's exit status" hello_exit
 	check "piped stdin reaches --stdin" hello_stdin
+	check "40 runs, 4 at a time: every create gets its stdio" concurrent_creates
 	if [[ $F == 2 ]]; then
 		check "import the wasm-layer image (--local)" import_image "$TMP/go-hello-wasm.tar" "$IMG_WASM" wasi/wasm
 		check "wasm-layer image prints the greeting" wasm_layer_greets
@@ -488,19 +553,14 @@ flavours=("$@")
 for f in "${flavours[@]}"; do
 	[[ $f == 1.6 || $f == 2 ]] || {
 		echo "usage: $0 [1.6|2]..." >&2
+		summarized=1
 		exit 2
 	}
 done
 started=$SECONDS
 
-summary() {
-	local s="$passed passed, $failed failed"
-	((skipped == 0)) || s+=", $skipped skipped"
-	echo "$s"
-}
-
 prepared=1
-check "install prerequisites" install_prerequisites || prepared=0
+check "install prerequisites" install_prerequisites # not fatal: what is missing fails later
 if [[ ${FABRICKS_E2E_BUILD:-1} != 0 ]]; then check "cargo build shim and CLI" build_binaries || prepared=0; fi
 mkdir -p "$TMP/src"
 # A private copy: `fabricks build` writes into the project's .fabricks/, which others may use.

@@ -3,13 +3,17 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use fabricks_engine::Stdio;
 
-/// Opens an output the task writes to. containerd holds the read side of its FIFOs open
-/// before it asks for a task, so a non-blocking open finds a reader or fails at once
-/// (instead of hanging the create call).
+/// How long an output FIFO may wait for containerd's reader: containerd starts opening it
+/// only just before it asks for the task, so the reader can arrive a little after us.
+const READER_WAIT: Duration = Duration::from_secs(10);
+
+/// Opens an output the task writes to. The FIFO is opened non-blocking and retried while it
+/// has no reader, so a create call waits for containerd's reader but never hangs on it.
 pub fn open_output(uri: &str) -> Result<Stdio> {
     if uri.is_empty() {
         return Ok(Stdio::Null);
@@ -22,11 +26,15 @@ pub fn open_output(uri: &str) -> Result<Stdio> {
     if uri.contains("://") {
         bail!("unsupported stdio URI {uri}: use FIFOs or file:// (binary:// loggers are not supported)");
     }
-    let file = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(uri)
-        .with_context(|| format!("opening the task output {uri} (is anything reading it?)"))?;
+    let started = Instant::now();
+    let file = loop {
+        match OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(uri) {
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) && started.elapsed() < READER_WAIT => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            opened => break opened.with_context(|| format!("opening the task output {uri} (is anything reading it?)"))?,
+        }
+    };
     set_blocking(&file)?;
     Ok(Stdio::File(file))
 }

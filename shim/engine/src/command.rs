@@ -8,7 +8,10 @@ use anyhow::{anyhow, Context, Result};
 use cap_std::ambient_authority;
 use wasi_common::pipe::{ReadPipe, WritePipe};
 use wasi_common::sync::WasiCtxBuilder;
+use wasi_common::file::FileAccessMode;
 use wasi_common::{WasiCtx, WasiFile};
+
+use crate::errno::ErrnoDir;
 
 /// A command to run: the WASI preview-1 view of a process.
 #[derive(Debug, Default)]
@@ -57,30 +60,35 @@ pub(crate) type TrapSink = Option<Box<dyn Write + Send>>;
 pub(crate) fn wasi_context(cmd: Command) -> Result<(WasiCtx, TrapSink)> {
     let mut b = WasiCtxBuilder::new();
     b.args(&cmd.args).map_err(|e| anyhow!("argv: {e}"))?;
-    let mut env = with_pwd(cmd.env, &cmd.cwd);
-    for dir in &cmd.dirs {
-        let opened = cap_std::fs::Dir::open_ambient_dir(&dir.host, ambient_authority())
-            .with_context(|| format!("opening {} for the guest path {}", dir.host.display(), dir.guest))?;
-        b.preopened_dir(opened, &dir.guest)
-            .map_err(|e| anyhow!("pre-opening {}: {e:?}", dir.guest))?;
-    }
-    if !cmd.sockets.is_empty() {
-        let first_fd = 3 + cmd.dirs.len() as u32;
-        let fds = (first_fd..).zip(&cmd.sockets).map(|(fd, s)| (s.name.as_str(), fd));
-        env.push((fabricks_listen::ENV_LISTEN_FDS.into(), fabricks_listen::format_fds(fds)));
-        for (fd, socket) in (first_fd..).zip(cmd.sockets) {
-            // Go's wasip1 runtime is single-threaded: one blocking accept would stall it.
-            socket.listener.set_nonblocking(true).context("making the listener non-blocking")?;
-            let listener = cap_std::net::TcpListener::from_std(socket.listener);
-            b.preopened_socket(fd, listener).map_err(|e| anyhow!("pre-opening socket {}: {e:?}", socket.name))?;
-        }
-    }
-    b.envs(&env).map_err(|e| anyhow!("environment: {e}"))?;
+    b.envs(&with_pwd(cmd.env, &cmd.cwd)).map_err(|e| anyhow!("environment: {e}"))?;
     b.stdin(input(cmd.stdin));
     b.stdout(output(cmd.stdout, false)?.0);
     let (stderr, trap_sink) = output(cmd.stderr, true)?;
     b.stderr(stderr);
-    Ok((b.build(), trap_sink))
+    let mut ctx = b.build();
+    // Directories first: Go's wasip1 runtime scans pre-opens from fd 3 and stops at the
+    // first descriptor that is not a directory.
+    for dir in &cmd.dirs {
+        let opened = cap_std::fs::Dir::open_ambient_dir(&dir.host, ambient_authority())
+            .with_context(|| format!("opening {} for the guest path {}", dir.host.display(), dir.guest))?;
+        let dir_file = Box::new(ErrnoDir(Box::new(wasi_common::sync::dir::Dir::from_cap_std(opened))));
+        ctx.push_preopened_dir(dir_file, &dir.guest).map_err(|e| anyhow!("pre-opening {}: {e:?}", dir.guest))?;
+    }
+    let mut fds = Vec::new();
+    for socket in cmd.sockets {
+        // Go's wasip1 runtime is single-threaded: one blocking accept would stall it.
+        socket.listener.set_nonblocking(true).context("making the listener non-blocking")?;
+        let listener = wasi_common::sync::net::Socket::from(cap_std::net::TcpListener::from_std(socket.listener));
+        let fd = ctx
+            .push_file(listener.into(), FileAccessMode::READ | FileAccessMode::WRITE)
+            .map_err(|e| anyhow!("pre-opening socket {}: {e:?}", socket.name))?;
+        fds.push((socket.name, fd));
+    }
+    if !fds.is_empty() {
+        let fds = fabricks_listen::format_fds(fds.iter().map(|(name, fd)| (name.as_str(), *fd)));
+        ctx.push_env(fabricks_listen::ENV_LISTEN_FDS, &fds).map_err(|e| anyhow!("environment: {e}"))?;
+    }
+    Ok((ctx, trap_sink))
 }
 
 fn with_pwd(mut env: Vec<(String, String)>, cwd: &str) -> Vec<(String, String)> {

@@ -8,6 +8,7 @@
 mod cache;
 mod command;
 mod compile;
+mod errno;
 mod run;
 mod stop;
 

@@ -1,0 +1,1014 @@
+#!/usr/bin/env bash
+# End-to-end tests of Fabricks' listening sockets: examples/go-http served by
+# containerd-shim-fabricks-v1 on a private containerd (harness.sh), through ctr and through CRI,
+# and by `fabricks run`. Per flavour:
+#   ctr        `ctr run -d --net-host` of the go-http image (port 8080 from its config): /, /json,
+#              /echo, /healthz, /stream?mb=100 (length and sha256 of the deterministic content),
+#              50 concurrent requests
+#   sources    the annotation fabricks.io/listen and the variable FABRICKS_LISTEN on an image
+#              without ports; precedence annotation > env > image; no spec at all; no --net-host
+#   errors     malformed spec, duplicate port, a port in use (a foreign listener, a second
+#              go-http): `ctr run` fails naming the problem and leaves no task or shim
+#   stop       SIGTERM is graceful (exit 0, an in-flight request completes); SIGKILL is 137; the
+#              stop times are printed as `#` lines (figures, not assertions)
+#   cri        (`up --cri`) a pod with handler fabricks and the annotation: the pod IP serves,
+#              the request log reaches the CRI log, stop and removal leave no shim, netns or mount
+#   leftovers  after down, nothing of ours is left
+# and once: `fabricks run examples/go-http --listen …` serves and exits 0 on SIGTERM.
+#
+# usage: e2e-http.sh [1.6|2]...      (default: both flavours; needs root, go, cargo, curl, jq,
+#                                     python3)
+#
+# Every case prints `ok - [flavour] name`, `not ok - [flavour] name: why` (details follow on `#`
+# lines) or `skip - …`; the last line is `N passed, N failed[, N skipped]`; the exit status is 1
+# if any case failed. HTTP goes only to 127.0.0.1 and to the IPs of the pods this run creates.
+# Knobs:
+#   FABRICKS_HARNESS_DIR   work dir of the containerds (default /tmp/fh-http); the suite takes
+#                          down whatever harness runs there
+#   FABRICKS_HTTP_BUILD=0  skip `cargo build --release`
+#   FABRICKS_HTTP_TIMEOUT  seconds any single ctr / CRI call may take (default 120)
+#   FABRICKS_HTTP_CRI_WAIT seconds to wait for another harness's CRI bridge to go (default 600)
+#   FABRICKS_SHIM, FABRICKS_CLI   binaries under test (default target/release/...)
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+H=$HERE/harness.sh
+export FABRICKS_HARNESS_DIR=${FABRICKS_HARNESS_DIR:-/tmp/fh-http}
+export FABRICKS_SHIM=${FABRICKS_SHIM:-$REPO/target/release/containerd-shim-fabricks-v1}
+FABRICKS=${FABRICKS_CLI:-$REPO/target/release/fabricks}
+TMO=${FABRICKS_HTTP_TIMEOUT:-120}
+CRI_WAIT=${FABRICKS_HTTP_CRI_WAIT:-600}
+STOP_WAIT=30 # seconds a stopped task gets to report its exit: a bound for hangs, not a benchmark
+readonly RT=io.containerd.fabricks.v1
+readonly IMG=localhost/go-http:latest          # listen = "http=8080" from fabricks.toml
+readonly IMG_NOPORTS=localhost/go-http:noports # --listen '': no ExposedPorts, no label
+readonly IMG_HELLO=localhost/go-hello:latest
+readonly MIB=1048576
+
+TMP=$(mktemp -d /tmp/fh-http-e2e.XXXXXX)
+passed=0 failed=0 skipped=0
+F=''      # the flavour whose containerd is up ('' when none is)
+CRI=''    # 1 when that containerd runs with CRI
+EVPID=''  # `ctr events` recorder
+OCCPID='' # a foreign listener (the port-in-use case)
+BGPIDS=() # other background processes of ours (curl, fabricks run)
+OUT='' ERR='' RC=0 CMD='' WHY='' NOTE=''
+KEEP='' # containers that outlive their case (h1 serves cases 1 to 4)
+
+cleanup() {
+	local rc=$? p
+	for p in "$EVPID" "$OCCPID" "${BGPIDS[@]}"; do
+		if [[ -n $p ]] && kill -0 "$p" 2>/dev/null; then kill -KILL "$p" 2>/dev/null; fi
+	done
+	if [[ -n $F ]]; then "$H" down "$F" >/dev/null 2>&1 || true; fi
+	rm -rf "$TMP"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- reporting ---------------------------------------------------------------------------
+
+label() { if [[ -n $F ]]; then printf '[%s] %s' "$F" "$1"; else printf '[local] %s' "$1"; fi; }
+
+pass() {
+	echo "ok - $(label "$1")"
+	passed=$((passed + 1))
+}
+
+# Prints the failure with the last command's output as `#` lines.
+fail() {
+	echo "not ok - $(label "$1"): $2"
+	if [[ -n $CMD ]]; then
+		echo "#   \$ $CMD  (exit $RC)"
+		{
+			[[ -z $OUT ]] || printf '%s\n' "$OUT"
+			[[ -z $ERR ]] || printf '%s\n' "$ERR"
+		} | awk '{ l[NR] = $0 } END { for (i = 1; i <= NR; i++) if (NR <= 30 || i <= 12 || i > NR - 12) print l[i]; else if (i == 13) print "[...]" }' |
+			cut -c1-400 | sed 's/^/#   | /'
+	fi
+	failed=$((failed + 1))
+}
+
+skip() {
+	echo "skip - $(label "$1"): $2"
+	skipped=$((skipped + 1))
+}
+
+# why MESSAGE: records why the running case failed; always returns 1.
+why() {
+	WHY=$*
+	return 1
+}
+
+# note TEXT: a figure the case reports (printed as a `#` line after its result).
+note() { NOTE+="#   [${F:-local}] $*"$'\n'; }
+
+# check NAME FUNC [ARGS...]: runs one case; FUNC returns non-zero (after `why`) to fail it.
+# On failure, containerd's warnings and errors logged during the case follow (shim logs too);
+# containers the case left behind (but those in $KEEP) are removed so the next starts clean.
+check() {
+	local name=$1 mark=0 rc=0
+	shift
+	WHY='' CMD='' OUT='' ERR='' RC=0 NOTE=''
+	if [[ -n $F ]]; then mark=$(wc -l <"$W/containerd.log" 2>/dev/null || echo 0); fi
+	if "$@"; then pass "$name"; else
+		rc=1
+		fail "$name" "${WHY:-failed}"
+		if [[ -n $F && -f $W/containerd.log ]]; then
+			tail -n "+$((mark + 1))" "$W/containerd.log" | grep -E 'level=(warning|error|fatal)' | tail -n 15 |
+				cut -c1-400 | sed 's/^/#   log: /'
+		fi
+	fi
+	printf '%s' "$NOTE"
+	if [[ -n $F && -S ${SOCK:-} ]]; then scrap_all; fi
+	return "$rc"
+}
+
+# --- ctr -----------------------------------------------------------------------------------
+
+use_flavour() {
+	unset CONTAINERD_NAMESPACE # the harness default (fabricks-<flavour>), never the caller's
+	eval "$("$H" env "$F")"
+	export CONTAINERD_ADDRESS CONTAINERD_NAMESPACE CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1
+	SOCK=$CONTAINERD_ADDRESS
+	NS=$CONTAINERD_NAMESPACE
+	W=$FABRICKS_HARNESS_WORK
+}
+
+# ctr itself, not through `harness.sh ctr`: a timeout must hit ctr, not a shell around it.
+c() { timeout -k 10 "$TMO" "$CTR" "$@"; }
+
+# run_cmd ARGS...: runs a command with stdin from /dev/null; sets OUT, ERR, RC and CMD.
+run_cmd() {
+	CMD="$*"
+	OUT=$("$@" </dev/null 2>"$TMP/stderr")
+	RC=$?
+	ERR=$(<"$TMP/stderr")
+}
+
+run_ctr() {
+	run_cmd c "$@"
+	CMD="ctr $*"
+	if ((RC == 124 || RC == 137)); then # timeout's own statuses
+		why "timed out: \`$CMD\` still running after ${TMO}s"
+		RC=timeout
+	fi
+}
+
+expect_rc() { [[ $RC == "$1" ]] || why "${WHY:-exit status $RC, want $1}"; }
+
+# expect_err_re REGEX: stderr matches the extended regex.
+expect_err_re() { grep -Eq -- "$1" <<<"$ERR" || why "stderr does not match /$1/"; }
+
+task_status() { c task ls 2>/dev/null | awk -v id="$1" '$1 == id { print $3 }'; }
+task_pid() { c task ls 2>/dev/null | awk -v id="$1" '$1 == id { print $2 }'; }
+
+# wait_status ID STATUS SECONDS
+wait_status() {
+	local i st=''
+	for ((i = 0; i < $3 * 5; i++)); do
+		st=$(task_status "$1")
+		[[ $st == "$2" ]] && return 0
+		sleep 0.2
+	done
+	why "task $1 is ${st:-gone}, not $2, ${3}s later"
+}
+
+# wait_file FILE TEXT SECONDS: FILE (a task's log) shows TEXT.
+wait_file() {
+	local i
+	for ((i = 0; i < $3 * 5; i++)); do
+		grep -qF -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.2
+	done
+	why "\"$2\" never appeared in $1"
+}
+
+# Pids of our shims serving container $1.
+shim_pids() {
+	local p cmd
+	for p in /proc/[0-9]*; do
+		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
+		cmd=" $cmd"
+		if [[ ${cmd%% -*} == */containerd-shim-fabricks-v1 && $cmd == *" -address $SOCK "* && $cmd == *" -id $1 "* ]]; then
+			echo "${p#/proc/}"
+		fi
+	done
+}
+
+# What is left of container $1 as a task (task, shim, mounts, processes).
+task_remains() {
+	local id=$1
+	if c task ls -q 2>/dev/null | grep -qxF "$id"; then echo "task $id"; fi
+	shim_pids "$id" | sed 's/^/shim pid /'
+	awk -v p="/$NS/$id/" 'index($5, p) { print "mount " $5 }' /proc/self/mountinfo
+	cat /sys/fs/cgroup/{,*/}"$NS/$id"/cgroup.procs 2>/dev/null | sort -u | sed 's/^/process /'
+}
+
+# expect_no_task ID: no task, shim, mount or process of ID (shims exit asynchronously).
+expect_no_task() {
+	local i left
+	for ((i = 0; i < 50; i++)); do
+		left=$(task_remains "$1")
+		[[ -z $left ]] && return 0
+		sleep 0.2
+	done
+	why "left behind: ${left//$'\n'/; }"
+}
+
+expect_gone() {
+	expect_no_task "$1" || return
+	if c containers ls -q 2>/dev/null | grep -qxF "$1"; then why "container $1 still listed"; fi
+}
+
+# Removes every container of our namespace but those in $KEEP, whatever state it is in.
+scrap_all() {
+	local id
+	for id in $(c containers ls -q 2>/dev/null); do
+		[[ " $KEEP " != *" $id "* ]] || continue
+		if [[ $(task_status "$id") == RUNNING ]]; then
+			c task kill -s SIGKILL "$id" >/dev/null 2>&1
+			wait_status "$id" STOPPED 10 || true
+		fi
+		c task rm -f "$id" >/dev/null 2>&1
+		c containers rm "$id" >/dev/null 2>&1
+	done
+}
+
+# --- events: exit statuses and stop times ----------------------------------------------------
+
+# Records containerd's events (`ctr events`) for this flavour: /tasks/exit carries the exit
+# status (absent when 0) and containerd's timestamp of the exit.
+start_events() {
+	"$CTR" events >"$TMP/events-$F" 2>&1 &
+	EVPID=$!
+}
+
+stop_events() {
+	if [[ -n $EVPID ]]; then
+		kill "$EVPID" 2>/dev/null
+		wait "$EVPID" 2>/dev/null
+	fi
+	EVPID=''
+}
+
+events_mark() { wc -l <"$TMP/events-$F"; }
+
+# wait_exit ID MARK SECONDS: waits for the /tasks/exit event of ID after line MARK of the
+# event log; sets EXIT_STATUS and EXIT_AT (seconds since the epoch, with nanoseconds).
+wait_exit() {
+	local i line
+	for ((i = 0; i < $3 * 10; i++)); do
+		line=$(tail -n "+$(($2 + 1))" "$TMP/events-$F" | grep -F ' /tasks/exit ' | grep -F "\"id\":\"$1\"" | head -n1)
+		if [[ -n $line ]]; then
+			EXIT_STATUS=0
+			if [[ $line =~ \"exit_status\":([0-9]+) ]]; then EXIT_STATUS=${BASH_REMATCH[1]}; fi
+			# "2026-11-21 12:43:26.384626625 +0000 UTC fabricks-2 /tasks/exit {...}"
+			EXIT_AT=$(date -d "${line%% UTC *}" +%s.%N) || why "cannot read the time of: $line"
+			return
+		fi
+		sleep 0.1
+	done
+	why "no exit event for $1 ${3}s later (task is $(task_status "$1"))"
+}
+
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+# --- HTTP ----------------------------------------------------------------------------------
+
+# get URL [CURL ARGS...]: sets CODE and BODY (and CMD/OUT for failure reports).
+get() {
+	local url=$1
+	shift
+	CMD="curl $* $url"
+	rm -f "$TMP/body"
+	CODE=$(curl -sS -m 60 -o "$TMP/body" -w '%{http_code}' "$@" "$url" 2>"$TMP/stderr")
+	RC=$?
+	BODY=$(cat "$TMP/body" 2>/dev/null)
+	OUT=$BODY ERR=$(<"$TMP/stderr")
+	((RC == 0)) || why "curl failed (exit $RC)" || return
+	[[ $CODE == 200 ]] || why "HTTP $CODE from $url"
+}
+
+# wait_http URL SECONDS: URL answers 200.
+wait_http() {
+	local i
+	for ((i = 0; i < $2 * 5; i++)); do
+		curl -fsS -m 2 -o /dev/null "$1" 2>/dev/null && return 0
+		sleep 0.2
+	done
+	why "$1 did not answer 200 within ${2}s"
+}
+
+# sha256 of the first $1 MiB of /stream's content: byte i is i % 251.
+pattern_sha() {
+	local i
+	if [[ ! -s $TMP/chunk ]]; then
+		for ((i = 0; i < 251; i++)); do printf '%b' "\\0$(printf %03o "$i")"; done >"$TMP/chunk"
+		# 251 * 4096 bytes: a whole number of periods, so copies continue the pattern.
+		for ((i = 0; i < 12; i++)); do
+			cat "$TMP/chunk" "$TMP/chunk" >"$TMP/chunk2"
+			mv "$TMP/chunk2" "$TMP/chunk"
+		done
+	fi
+	while :; do cat "$TMP/chunk" 2>/dev/null || break; done | head -c "$(($1 * MIB))" | sha256sum | cut -d' ' -f1
+}
+
+# get_stream URL MIB: 200, exactly MIB MiB, and the right bytes.
+get_stream() {
+	local url=$1 n=$2 got want
+	CMD="curl -o FILE $url"
+	OUT=$(curl -sS -m 300 -o "$TMP/stream" -w '%{http_code} %{size_download}' "$url" 2>"$TMP/stderr")
+	RC=$?
+	ERR=$(<"$TMP/stderr")
+	((RC == 0)) || why "curl failed (exit $RC)" || return
+	[[ $OUT == "200 $((n * MIB))" ]] || why "got HTTP status and size '$OUT', want '200 $((n * MIB))'" || return
+	got=$(sha256sum "$TMP/stream" | cut -d' ' -f1)
+	rm -f "$TMP/stream"
+	want=$(pattern_sha "$n")
+	[[ $got == "$want" ]] || why "sha256 of the $n MiB is $got, want $want (byte i = i % 251)"
+}
+
+# Listening TCP sockets (ADDR:PORT, sorted) owned by process $1, in the host's netns.
+listeners() { ss -Hltnp 2>/dev/null | awk -v p="pid=$1," 'index($0, p) { print $4 }' | sort -u | paste -sd' ' -; }
+
+# port_free PORT: nothing listens on PORT on the host (else the case cannot be told apart
+# from another program's server).
+port_free() {
+	local l
+	l=$(ss -Hltnp "sport = :$1" 2>/dev/null)
+	[[ -z $l ]] || why "port $1 is already taken on this host: ${l//$'\n'/; }"
+}
+
+# --- preparation (once) --------------------------------------------------------------------
+
+tools_present() {
+	local t missing=()
+	for t in curl jq python3 ss sha256sum; do command -v "$t" >/dev/null || missing+=("$t"); done
+	((${#missing[@]} == 0)) || why "missing tools: ${missing[*]}"
+}
+
+install_prerequisites() {
+	local what=all
+	if ((${#flavours[@]} == 1)); then what=${flavours[0]}; fi
+	run_cmd "$H" install "$what"
+	expect_rc 0
+}
+
+build_binaries() {
+	run_cmd cargo build --release --manifest-path "$REPO/Cargo.toml" -p containerd-shim-fabricks -p fabricks
+	expect_rc 0 || return
+	[[ -x $FABRICKS_SHIM && -x $FABRICKS ]] || why "no $FABRICKS_SHIM or $FABRICKS"
+}
+
+# A private copy of the examples (and the SDK their go.mod replaces them with): `fabricks
+# build` writes into the project's .fabricks/, which others may be using.
+copy_sources() {
+	mkdir -p "$TMP/src/examples" "$TMP/src/sdk" || return
+	cp -r "$REPO/examples/go-http" "$REPO/examples/go-hello" "$TMP/src/examples/" &&
+		cp -r "$REPO/sdk/go" "$TMP/src/sdk/" || why "copying the sources failed" || return
+	rm -rf "$TMP"/src/examples/*/.fabricks
+}
+
+# image_config ARCHIVE: the image config JSON of a single-manifest OCI archive.
+image_config() {
+	local m cfg
+	m=$(tar -xOf "$1" index.json | jq -r '.manifests[0].digest') || return
+	cfg=$(tar -xOf "$1" "blobs/sha256/${m#sha256:}" | jq -r '.config.digest') || return
+	tar -xOf "$1" "blobs/sha256/${cfg#sha256:}"
+}
+
+# build_image DIR REF OUT.tar [ARGS...]
+build_image() {
+	local dir=$1 ref=$2 out=$3
+	shift 3
+	rm -f "$out"
+	run_cmd "$FABRICKS" build "$TMP/src/examples/$dir" -o "$out" -t "$ref" "$@"
+	expect_rc 0 || return
+	[[ -s $out ]] || why "no archive $out"
+}
+
+build_http() {
+	local cfg
+	build_image go-http "$IMG" "$TMP/go-http.tar" || return
+	cfg=$(image_config "$TMP/go-http.tar") || why "cannot read the image config" || return
+	OUT=$cfg
+	jq -e '.config.ExposedPorts == {"8080/tcp": {}}' <<<"$cfg" >/dev/null || why "ExposedPorts is not {8080/tcp}" || return
+	jq -e '.config.Labels["fabricks.io/listen"] == "http=8080"' <<<"$cfg" >/dev/null || why "label fabricks.io/listen is not http=8080"
+}
+
+build_noports() {
+	local cfg
+	build_image go-http "$IMG_NOPORTS" "$TMP/go-http-noports.tar" --listen '' || return
+	cfg=$(image_config "$TMP/go-http-noports.tar") || why "cannot read the image config" || return
+	OUT=$cfg
+	jq -e '(.config.ExposedPorts // {}) == {} and ((.config.Labels // {}) | has("fabricks.io/listen") | not)' <<<"$cfg" >/dev/null ||
+		why "the --listen '' image still declares ports"
+}
+
+build_hello() { build_image go-hello "$IMG_HELLO" "$TMP/go-hello.tar"; }
+
+# Case 6, once: `fabricks run` binds the port itself, in this process.
+fabricks_run() {
+	local flag pid i st
+	port_free 18090 || return
+	if "$FABRICKS" run --help 2>/dev/null | grep -q -- '--listen'; then
+		flag=(--listen http=127.0.0.1:18090)
+	elif "$FABRICKS" run --help 2>/dev/null | grep -qE -- '-p, --publish'; then
+		flag=(-p 127.0.0.1:18090:8080)
+	else
+		why "fabricks run has neither --listen nor -p" || return
+	fi
+	CMD="fabricks run $TMP/src/examples/go-http ${flag[*]}"
+	"$FABRICKS" run "$TMP/src/examples/go-http" "${flag[@]}" >"$TMP/run.out" 2>"$TMP/run.err" </dev/null &
+	pid=$!
+	BGPIDS+=("$pid")
+	wait_http http://127.0.0.1:18090/healthz 120 || { OUT=$(<"$TMP/run.out") ERR=$(<"$TMP/run.err"); kill -KILL "$pid" 2>/dev/null; return 1; }
+	if ! { get http://127.0.0.1:18090/ && h_root_body; } || ! { get http://127.0.0.1:18090/json && h_json_body; }; then
+		kill -KILL "$pid"
+		return 1
+	fi
+	kill -TERM "$pid"
+	for ((i = 0; i < STOP_WAIT * 5; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.2
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -KILL "$pid"
+		why "still running ${STOP_WAIT}s after SIGTERM"
+	fi
+	wait "$pid"
+	st=$?
+	OUT=$(<"$TMP/run.out") ERR=$(<"$TMP/run.err") RC=$st
+	((st == 0)) || why "exit status $st after SIGTERM, want 0" || return
+	grep -qF 'go-http: stopped' "$TMP/run.out" || why "the module did not print 'go-http: stopped'"
+}
+
+# --- flavour cases: ctr --------------------------------------------------------------------
+
+containerd_up() {
+	stop_events
+	"$H" down "$F" >/dev/null 2>&1
+	# A node's containerd has no RUST_BACKTRACE: keep this shell's out of the shims.
+	run_cmd env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$H" up "$F"
+	CMD="harness.sh up $F"
+	expect_rc 0 || return
+	CRI=''
+	start_events
+}
+
+# import_image ARCHIVE REF [NAMESPACE]
+import_image() {
+	local opts=(--platform wasi/wasm) ns=${3:-$NS}
+	# 2.x's transfer service unpacks for linux/amd64 only: --local takes --platform.
+	if [[ $F == 2 ]]; then opts+=(--local); fi
+	run_ctr -n "$ns" images import "${opts[@]}" "$1"
+	expect_rc 0 || return
+	c -n "$ns" images ls -q | grep -qxF "$2" || why "$2 not listed in $ns after import"
+}
+
+# Case 1: the image's own port, on the host's network.
+h1_serves() {
+	local pid l
+	port_free 8080 || return
+	KEEP=h1
+	run_ctr run -d --net-host --runtime "$RT" "$IMG" h1
+	expect_rc 0 && wait_status h1 RUNNING 30 && wait_http http://127.0.0.1:8080/healthz 60 || return
+	pid=$(task_pid h1)
+	l=$(listeners "$pid")
+	[[ $l == 0.0.0.0:8080 ]] || why "the task's shim (pid $pid) listens on '$l', want 0.0.0.0:8080 (the image's port)"
+}
+
+h_root_body() { [[ $BODY == "Hello from Fabricks! (wasip1/wasm)" ]] || why "GET / answered '$BODY'"; }
+
+h_json_body() {
+	jq -e '.runtime == "wasip1/wasm" and .message == "Hello from Fabricks!" and (.go | startswith("go"))' <<<"$BODY" >/dev/null ||
+		why "/json does not say runtime wasip1/wasm"
+}
+
+h1_root() { get http://127.0.0.1:8080/ && h_root_body; }
+h1_json() { get http://127.0.0.1:8080/json && h_json_body; }
+
+h1_echo() {
+	local v="e2e-http-$F-$$" b='{"hello": "fabricks", "n": 42}'
+	get 'http://127.0.0.1:8080/echo?x=1' -X POST -H "X-Fabricks-E2e: $v" -H 'Content-Type: application/json' --data-binary "$b" || return
+	jq -e --arg v "$v" --arg b "$b" '.method == "POST" and .path == "/echo" and .query.x == ["1"] and
+		.headers["X-Fabricks-E2e"] == [$v] and .body == $b and .body_bytes == ($b | length)' <<<"$BODY" >/dev/null ||
+		why "/echo did not send back the method, header and body"
+}
+
+h1_healthz() {
+	get http://127.0.0.1:8080/healthz || return
+	[[ $BODY == ok ]] || why "/healthz answered '$BODY'"
+}
+
+h1_stream() { get_stream 'http://127.0.0.1:8080/stream?mb=100' 100; }
+
+h1_concurrent() {
+	local codes n
+	CMD="seq 50 | xargs -P 50 -I{} curl http://127.0.0.1:8080/echo?n={}"
+	codes=$(seq 50 | xargs -P 50 -I{} curl -sS -m 60 -o /dev/null -w '%{http_code}\n' 'http://127.0.0.1:8080/echo?n={}' 2>"$TMP/stderr")
+	ERR=$(<"$TMP/stderr") OUT=$(sort <<<"$codes" | uniq -c)
+	n=$(grep -cx 200 <<<"$codes")
+	((n == 50)) || why "$n of 50 concurrent requests answered 200"
+}
+
+# serve ID PORT_SPEC_CHECK RUN_ARGS...: runs go-http detached with its log in a file, waits
+# until it says it listens. Sets LOG.
+serve() {
+	local id=$1
+	shift
+	LOG=$TMP/$F-$id.log
+	run_ctr run -d --log-uri "file://$LOG" --runtime "$RT" "$@" "$id"
+	expect_rc 0 || return
+	wait_file "$LOG" 'go-http: listening' 60 || { OUT=$(cat "$LOG" 2>/dev/null); return 1; }
+	wait_status "$id" RUNNING 10
+}
+
+# expect_listeners ID WANT: the task's shim listens exactly on WANT (space-separated).
+expect_listeners() {
+	local pid l
+	pid=$(task_pid "$1")
+	l=$(listeners "$pid")
+	[[ $l == "$2" ]] || why "task $1 (shim pid $pid) listens on '$l', want '$2'"
+}
+
+# finish ID: SIGTERM, the task exits 0 (graceful), removal leaves nothing.
+finish() {
+	run_ctr task kill "$1"
+	expect_rc 0 && wait_status "$1" STOPPED "$STOP_WAIT" || return
+	run_ctr task rm "$1"
+	expect_rc 0 || return
+	[[ $ERR != *"exit code"* ]] || why "did not exit 0 after SIGTERM: $ERR" || return
+	run_ctr containers rm "$1"
+	expect_rc 0 && expect_gone "$1"
+}
+
+src_annotation() {
+	port_free 18081 || return
+	serve s-annot --net-host --annotation fabricks.io/listen=http=127.0.0.1:18081 "$IMG_NOPORTS" &&
+		expect_listeners s-annot 127.0.0.1:18081 && get http://127.0.0.1:18081/ && finish s-annot
+}
+
+src_env() {
+	port_free 18082 || return
+	serve s-env --net-host --env FABRICKS_LISTEN=http=18082 "$IMG_NOPORTS" &&
+		expect_listeners s-env 0.0.0.0:18082 && get http://127.0.0.1:18082/json && finish s-env
+}
+
+# No spec anywhere: the module starts without sockets and its SDK says what is missing.
+src_none() {
+	run_ctr run --rm --net-host --runtime "$RT" "$IMG_NOPORTS" s-none
+	expect_rc 1 && expect_err_re 'FABRICKS_LISTEN_FDS is not set' && expect_gone s-none
+}
+
+# The image says 8080 (h1 holds it: an image-derived bind would fail), env 18086, annotation 18085.
+prec_annotation() {
+	port_free 18085 && port_free 18086 || return
+	serve p-annot --net-host --annotation fabricks.io/listen=http=127.0.0.1:18085 \
+		--env FABRICKS_LISTEN=http=127.0.0.1:18086 "$IMG" &&
+		expect_listeners p-annot 127.0.0.1:18085 && get http://127.0.0.1:18085/ && finish p-annot
+}
+
+prec_env() {
+	port_free 18086 || return
+	serve p-env --net-host --env FABRICKS_LISTEN=http=127.0.0.1:18086 "$IMG" &&
+		expect_listeners p-env 127.0.0.1:18086 && get http://127.0.0.1:18086/ && finish p-env
+}
+
+# Without --net-host ctr gives the task a new, empty netns: the shim binds there, the module
+# serves (it says so and keeps running), and nothing appears on the host's port.
+own_netns() {
+	port_free 18089 || return
+	serve n1 --env FABRICKS_LISTEN=http=127.0.0.1:18089 "$IMG" || return
+	[[ -z $(listeners "$(task_pid n1)") ]] || why "the shim listens in the host's netns: $(listeners "$(task_pid n1)")" || return
+	! curl -sS -m 5 -o /dev/null http://127.0.0.1:18089/ 2>/dev/null || why "127.0.0.1:18089 answered on the host" || return
+	finish n1
+}
+
+# refused ID REGEX... -- RUN_ARGS...: `ctr run -d` fails at create, stderr matches every REGEX,
+# and no task or shim is left (the container record ctr made is then removed).
+refused() {
+	local id=$1 res=() re
+	shift
+	while [[ $1 != -- ]]; do
+		res+=("$1")
+		shift
+	done
+	shift
+	run_ctr run -d --net-host --runtime "$RT" "$@" "$id"
+	[[ $RC != timeout ]] || return 1
+	[[ $RC != 0 ]] || why "ctr run succeeded" || return
+	for re in "${res[@]}"; do expect_err_re "$re" || return; done
+	expect_no_task "$id" || return
+	run_ctr containers rm "$id"
+	expect_rc 0
+}
+
+err_malformed() {
+	refused e-bad 'FABRICKS_LISTEN' 'notaport' 'not a number' -- --env FABRICKS_LISTEN=http=notaport "$IMG_NOPORTS"
+}
+
+err_bad_annotation() {
+	refused e-badaddr 'fabricks\.io/listen' '"bad"' 'not an IP address' -- \
+		--annotation fabricks.io/listen=http=bad:1 "$IMG_NOPORTS"
+}
+
+err_duplicate() {
+	refused e-dup 'port 18083' 'unique' -- --env FABRICKS_LISTEN=a=18083,b=18083 "$IMG_NOPORTS"
+}
+
+# A foreign listener (python) holds 127.0.0.1:18084.
+err_in_use_foreign() {
+	local i rc
+	port_free 18084 || return
+	python3 -c 'import socket, time
+s = socket.socket()
+s.bind(("127.0.0.1", 18084))
+s.listen()
+time.sleep(300)' </dev/null >/dev/null 2>&1 &
+	OCCPID=$!
+	for ((i = 0; i < 100; i++)); do
+		[[ -n $(ss -Hltn 'sport = :18084') ]] && break
+		sleep 0.1
+	done
+	refused e-inuse '127\.0\.0\.1:18084' 'in use' -- --env FABRICKS_LISTEN=http=127.0.0.1:18084 "$IMG_NOPORTS"
+	rc=$?
+	kill "$OCCPID" 2>/dev/null
+	wait "$OCCPID" 2>/dev/null
+	OCCPID=''
+	return "$rc"
+}
+
+# A second go-http from the same image while h1 holds 8080.
+err_in_use_twin() {
+	[[ $(task_status h1) == RUNNING ]] || why "h1 is not running" || return
+	refused e-twin '0\.0\.0\.0:8080' 'in use' -- "$IMG"
+}
+
+# Case 4. SIGTERM on the idle h1: the shim shuts its listener down, go-http returns from Serve
+# and exits 0; the port is free again.
+stop_term() {
+	local mark t0
+	[[ $(task_status h1) == RUNNING ]] || why "h1 is not running" || return
+	mark=$(events_mark)
+	t0=$(date +%s.%N)
+	run_ctr task kill h1
+	expect_rc 0 && wait_exit h1 "$mark" "$STOP_WAIT" || return
+	note "stop after SIGTERM: $(elapsed "$t0" "$EXIT_AT") s (exit status $EXIT_STATUS)"
+	((EXIT_STATUS == 0)) || why "exit status $EXIT_STATUS after SIGTERM, want 0 (graceful)" || return
+	wait_status h1 STOPPED 10 || return
+	[[ -z $(ss -Hltn 'sport = :8080') ]] || why "8080 still listened on after the stop" || return
+	run_ctr task rm h1
+	expect_rc 0 || return
+	run_ctr containers rm h1
+	KEEP=''
+	expect_rc 0 && expect_gone h1
+}
+
+# SIGTERM while a request streams: the client reads 32 MiB at 16 MiB/s, more than the socket
+# buffers hold, so go-http's handler is still writing when the shim shuts the listener down.
+# The SDK gives in-flight requests 5 s (its ShutdownTimeout) to finish: the request completes,
+# then the module exits 0; the printed stop time shows how long the shim let it run.
+stop_inflight() {
+	local mark cpid rc i n=32 t0
+	port_free 18091 || return
+	serve h2 --net-host --env FABRICKS_LISTEN=http=127.0.0.1:18091 "$IMG" || return
+	curl -sS -m 120 --limit-rate 16M -o "$TMP/inflight" -w '%{http_code} %{size_download}' \
+		"http://127.0.0.1:18091/stream?mb=$n" >"$TMP/inflight.out" 2>&1 &
+	cpid=$!
+	BGPIDS+=("$cpid")
+	for ((i = 0; i < 300; i++)); do
+		[[ -s $TMP/inflight ]] && break
+		sleep 0.1
+	done
+	[[ -s $TMP/inflight ]] || why "the streaming request never started" || return
+	mark=$(events_mark)
+	t0=$(date +%s.%N)
+	run_ctr task kill h2
+	expect_rc 0 || return
+	wait "$cpid"
+	rc=$?
+	OUT=$(<"$TMP/inflight.out")
+	rm -f "$TMP/inflight"
+	((rc == 0)) && [[ $OUT == "200 $((n * MIB))" ]] || why "the in-flight request ended with curl $rc, '$OUT' (want 200 $((n * MIB)))" || return
+	wait_exit h2 "$mark" "$STOP_WAIT" || return
+	note "stop after SIGTERM with a ${n} MiB download at 16 MiB/s in flight: $(elapsed "$t0" "$EXIT_AT") s (exit status $EXIT_STATUS)"
+	((EXIT_STATUS == 0)) || why "exit status $EXIT_STATUS, want 0" || return
+	grep -qF 'go-http: stopped' "$LOG" || why "no 'go-http: stopped' in the task's log" || return
+	wait_status h2 STOPPED 10 && run_ctr task rm h2 && run_ctr containers rm h2 && expect_gone h2
+}
+
+# kill9 ID MARK_TEXT RUN_ARGS...: `ctr run -d RUN_ARGS` (image, ID and command included);
+# SIGKILL once the task's log shows MARK_TEXT: exit 137.
+kill9() {
+	local id=$1 text=$2 mark t0
+	shift 2
+	LOG=$TMP/$F-$id.log
+	run_ctr run -d --log-uri "file://$LOG" --runtime "$RT" "$@"
+	expect_rc 0 && wait_status "$id" RUNNING 30 && wait_file "$LOG" "$text" 60 || return
+	mark=$(events_mark)
+	t0=$(date +%s.%N)
+	run_ctr task kill -s SIGKILL "$id"
+	expect_rc 0 && wait_exit "$id" "$mark" "$STOP_WAIT" || return
+	note "stop after SIGKILL ($id): $(elapsed "$t0" "$EXIT_AT") s (exit status $EXIT_STATUS)"
+	((EXIT_STATUS == 137)) || why "exit status $EXIT_STATUS after SIGKILL, want 137" || return
+	wait_status "$id" STOPPED 10 && run_ctr task rm "$id" && run_ctr containers rm "$id" && expect_gone "$id"
+}
+
+kill_spin() { kill9 k-spin spinning "$IMG_HELLO" k-spin /go-hello.wasm --spin; }
+
+kill_http() {
+	port_free 18092 || return
+	kill9 k-http 'go-http: listening' --net-host --env FABRICKS_LISTEN=http=127.0.0.1:18092 "$IMG" k-http || return
+	[[ -z $(ss -Hltn 'sport = :18092') ]] || why "18092 still listened on after SIGKILL"
+}
+
+containerd_down() {
+	KEEP=''
+	stop_events
+	run_cmd "$H" down "$F"
+	CMD="harness.sh down $F"
+	expect_rc 0
+}
+
+# --- flavour cases: CRI --------------------------------------------------------------------
+
+crictl() { "$H" crictl "$F" --timeout "${CRI_TMO:-${TMO}s}" "$@"; }
+
+# `up --cri`; while another harness owns this flavour's bridge or subnet, waits and retries.
+cri_up() {
+	local waited=0 said=''
+	"$H" down "$F" >/dev/null 2>&1
+	while :; do
+		run_cmd env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$H" up "$F" --cri
+		CMD="harness.sh up $F --cri"
+		((RC == 0)) && break
+		if [[ $ERR == *"one CRI harness per flavour"* || $ERR == *"is already in use on"* ]] && ((waited < CRI_WAIT)); then
+			if [[ -z $said ]]; then
+				echo "#   [$F] another harness holds the CRI network: waiting up to ${CRI_WAIT}s (${ERR##*harness: })"
+				said=1
+			fi
+			sleep 10
+			waited=$((waited + 10))
+			continue
+		fi
+		why "harness.sh up --cri failed" || return
+	done
+	CRI=1
+	local conf
+	conf=$(cat "$W"/cni/conf/*.conflist) || why "no CNI conflist" || return
+	BRIDGE=$(sed -n 's/.*"bridge": "\([^"]*\)".*/\1/p' <<<"$conf")
+	SUBNET=$(sed -n 's/.*"subnet": "\([0-9.]*\)\.0\/24".*/\1/p' <<<"$conf")
+	CNI_NET=$(sed -n 's/.*"name": "\([^"]*\)".*/\1/p' <<<"$conf")
+	[[ -n $BRIDGE && -n $SUBNET && -n $CNI_NET ]] || why "unexpected conflist: $conf"
+}
+
+cri_image() {
+	local i
+	import_image "$TMP/go-http.tar" "$IMG" k8s.io || return
+	for ((i = 0; i < 50; i++)); do
+		crictl images 2>/dev/null | cut -f2 | tr , '\n' | grep -qxF "$IMG" && return 0
+		sleep 0.2
+	done
+	why "CRI does not list $IMG"
+}
+
+veths() { ip -o link show master "$BRIDGE" 2>/dev/null | wc -l; }
+
+# Pid of the shim serving task $1 with our socket (CRI: the pod's shim carries the sandbox id).
+pod_shim() {
+	local p cmd
+	for p in /proc/[0-9]*; do
+		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
+		if [[ $cmd == *containerd-shim-*" -id $1 "*"-address $SOCK "* ]]; then echo "${p#/proc/}"; fi
+	done
+}
+
+cri_run() {
+	local spec
+	VETHS=$(veths)
+	cat >"$TMP/pod.json" <<EOF
+{
+  "metadata": { "name": "go-http", "namespace": "e2e-http", "uid": "e2e-http-$F-$$", "attempt": 0 },
+  "log_directory": "$W/pods/go-http",
+  "annotations": { "fabricks.io/listen": "http=8080" },
+  "linux": {}
+}
+EOF
+	cat >"$TMP/ctr.json" <<EOF
+{
+  "metadata": { "name": "go-http" },
+  "image": { "image": "$IMG" },
+  "log_path": "go-http.log",
+  "linux": {}
+}
+EOF
+	run_cmd crictl runp --runtime fabricks "$TMP/pod.json"
+	expect_rc 0 || return
+	POD=$OUT
+	run_cmd crictl create "$POD" "$TMP/ctr.json" "$TMP/pod.json"
+	expect_rc 0 || return
+	CID=$OUT
+	run_cmd crictl start "$CID"
+	expect_rc 0 || return
+	run_cmd crictl inspect --state "$CID"
+	[[ $OUT == "CONTAINER_RUNNING 0" ]] || why "container state: $OUT" || return
+	POD_IP=$(crictl inspectp --ip "$POD")
+	[[ $POD_IP == "$SUBNET".* ]] || why "pod IP '$POD_IP' not in $SUBNET.0/24" || return
+	spec=$W/state/io.containerd.runtime.v2.task/k8s.io/$POD/config.json
+	NETNS=$(grep -o '"type":"network","path":"[^"]*"' "$spec" | sed 's/.*"path":"//; s/"$//')
+	[[ -n $NETNS && -e $NETNS ]] || why "no netns for the pod in $spec" || return
+	SHIM=$(pod_shim "$POD")
+	[[ -n $SHIM ]] || why "no shim process for pod $POD" || return
+	[[ -z $(pod_shim "$CID") ]] || why "the container got its own shim (not the pod's)" || return
+	note "pod ${POD:0:12} at $POD_IP, netns ${NETNS##*/}, shim pid $SHIM"
+	wait_http "http://$POD_IP:8080/healthz" 60
+}
+
+cri_http() {
+	get "http://$POD_IP:8080/" && h_root_body && get "http://$POD_IP:8080/json" && h_json_body || return
+	get_stream "http://$POD_IP:8080/stream?mb=10" 10
+}
+
+cri_logs() {
+	local l
+	run_cmd crictl logs "$CID"
+	expect_rc 0 || return
+	for l in 'go-http: listening' 'GET "/" HTTP/1.1 200' 'GET "/json" HTTP/1.1 200' 'GET "/stream?mb=10" HTTP/1.1 200 10485760B'; do
+		grep -qF -- "$l" <<<"$OUT" || why "the CRI log lacks '$l'" || return
+	done
+}
+
+# kubelet's order: StopContainer (SIGTERM, then SIGKILL after the grace period), then the pod.
+cri_stop_container() {
+	CRI_TMO=60s run_cmd crictl stop -t 10 "$CID"
+	CMD="crictl stop -t 10 $CID"
+	expect_rc 0 || return
+	run_cmd crictl inspect --state "$CID"
+	[[ $OUT == "CONTAINER_EXITED 0" ]] || why "after StopContainer the state is '$OUT', want CONTAINER_EXITED 0"
+}
+
+cri_remove_pod() {
+	local i left
+	CRI_TMO=60s run_cmd crictl stopp "$POD"
+	CMD="crictl stopp $POD"
+	expect_rc 0 || return
+	CRI_TMO=60s run_cmd crictl rmp "$POD"
+	CMD="crictl rmp $POD"
+	expect_rc 0 || return
+	[[ -z $(crictl pods -q) ]] || why "pods left: $(crictl pods)" || return
+	for ((i = 0; i < 50; i++)); do
+		left=$(
+			if [[ -n $(pod_shim "$POD") ]]; then echo "shim pid $(pod_shim "$POD")"; fi
+			if kill -0 "$SHIM" 2>/dev/null; then echo "shim pid $SHIM"; fi
+			if [[ -e $NETNS ]]; then echo "netns $NETNS"; fi
+			awk -v a="$POD" -v b="$CID" 'index($5, a) || index($5, b) { print "mount " $5 }' /proc/self/mountinfo
+			if [[ -e $W/cni/networks/$CNI_NET/$POD_IP ]]; then echo "IPAM holds $POD_IP"; fi
+			if (($(veths) != VETHS)); then echo "the pod's veth is still on $BRIDGE"; fi
+		)
+		[[ -z $left ]] && return 0
+		sleep 0.2
+	done
+	why "left behind: ${left//$'\n'/; }"
+}
+
+# Stops and removes every pod (after a failed case, so down starts clean).
+remove_pods() {
+	local p
+	for p in $(crictl pods -q 2>/dev/null); do
+		CRI_TMO=30s crictl stopp "$p" >/dev/null 2>&1
+		CRI_TMO=30s crictl rmp "$p" >/dev/null 2>&1
+	done
+}
+
+nothing_left() {
+	local extra p
+	run_cmd "$H" leftovers "$F"
+	CMD="harness.sh leftovers $F"
+	[[ $RC == 0 && -z $OUT ]] || why "harness.sh leftovers reports: ${OUT//$'\n'/; }" || return
+	extra=$(
+		find "/run/containerd/fabricks/runc/$NS" -mindepth 1 -maxdepth 1 -printf 'runc state of our shim: %p\n' 2>/dev/null
+		for p in $(pgrep -f "containerd-shim-fabricks-v1 .*-address $W/containerd.sock" 2>/dev/null); do echo "shim pid $p"; done
+	)
+	[[ -z $extra ]] || why "left behind: ${extra//$'\n'/; }"
+}
+
+flavour_cases() {
+	local up_ok
+	use_flavour
+	check "containerd up" containerd_up || return
+	check "import go-http (image port 8080)" import_image "$TMP/go-http.tar" "$IMG"
+	check "import go-http without ports" import_image "$TMP/go-http-noports.tar" "$IMG_NOPORTS"
+	check "import go-hello" import_image "$TMP/go-hello.tar" "$IMG_HELLO"
+
+	# 1: the image's port, --net-host, real traffic from the host.
+	local h1=0
+	if check "ctr run -d --net-host go-http: its shim listens on 0.0.0.0:8080 (from the image)" h1_serves; then
+		check "GET / says Hello from Fabricks! (wasip1/wasm)" h1_root
+		check "GET /json reports runtime wasip1/wasm" h1_json
+		check "POST /echo sends back the header and body" h1_echo
+		check "GET /healthz is ok" h1_healthz
+		check "GET /stream?mb=100: 100 MiB, sha256 of the i%251 pattern" h1_stream
+		check "50 concurrent requests all answer 200" h1_concurrent
+		h1=1
+	else
+		local n
+		for n in "GET /" "GET /json" "POST /echo" "GET /healthz" "GET /stream?mb=100" "50 concurrent requests"; do
+			skip "$n" "go-http (h1) is not serving"
+		done
+	fi
+
+	# 2: where the spec comes from.
+	check "annotation fabricks.io/listen on an image without ports: serves on it" src_annotation
+	check "env FABRICKS_LISTEN on an image without ports: serves on it" src_env
+	check "no spec at all: the module exits 1 saying FABRICKS_LISTEN_FDS is not set" src_none
+	check "precedence: annotation beats env and image" prec_annotation
+	check "precedence: env beats image" prec_env
+	check "without --net-host: serves in its own netns, nothing on the host's port" own_netns
+
+	# 3: what cannot be bound fails the create, and leaves nothing.
+	check "malformed spec (env http=notaport): ctr run fails naming it, no task or shim" err_malformed
+	check "malformed annotation (http=bad:1): ctr run fails naming it, no task or shim" err_bad_annotation
+	check "duplicate port (a=18083,b=18083): ctr run fails naming it, no task or shim" err_duplicate
+	check "port in use by another program: ctr run fails naming it, no task or shim" err_in_use_foreign
+	if ((h1)); then
+		check "port in use by a second go-http: ctr run fails naming it, no task or shim" err_in_use_twin
+	else
+		skip "port in use by a second go-http" "go-http (h1) is not serving"
+	fi
+
+	# 4: stops.
+	if ((h1)); then
+		check "SIGTERM: go-http stops gracefully (exit 0), its port is released" stop_term
+	else
+		skip "SIGTERM on go-http (h1)" "go-http (h1) is not serving"
+	fi
+	KEEP=''
+	check "SIGTERM: a request in flight completes, then exit 0" stop_inflight
+	check "SIGKILL: a spinning go-hello ends with 137" kill_spin
+	check "SIGKILL: go-http ends with 137, its port is released" kill_http
+	check "down" containerd_down
+
+	# 5: CRI.
+	up_ok=0
+	if check "containerd up --cri" cri_up; then
+		up_ok=1
+		if check "import go-http into k8s.io, CRI lists it" cri_image &&
+			check "CRI pod (handler fabricks, annotation http=8080) runs go-http" cri_run; then
+			check "CRI: pod IP serves /, /json and /stream?mb=10" cri_http
+			check "CRI: the container log (CRI logs) has the request lines" cri_logs
+			check "CRI: StopContainer stops go-http with exit 0" cri_stop_container
+			check "CRI: stop and remove the pod: no shim, netns, mount, address or veth left" cri_remove_pod
+		fi
+		remove_pods
+	fi
+	if ((up_ok)) || [[ -n $CRI ]]; then check "down (CRI)" containerd_down; fi
+	"$H" down "$F" >/dev/null 2>&1
+	check "leftovers after down: no shim, mount, netns or state" nothing_left
+}
+
+# --- main ----------------------------------------------------------------------------------
+
+flavours=("$@")
+((${#flavours[@]})) || flavours=(1.6 2)
+for f in "${flavours[@]}"; do
+	[[ $f == 1.6 || $f == 2 ]] || {
+		echo "usage: $0 [1.6|2]..." >&2
+		exit 2
+	}
+done
+started=$SECONDS
+
+summary() {
+	local s="$passed passed, $failed failed"
+	((skipped == 0)) || s+=", $skipped skipped"
+	echo "$s"
+}
+
+prepared=1
+check "tools present (curl, jq, python3, ss)" tools_present || prepared=0
+check "install prerequisites" install_prerequisites || prepared=0
+if [[ ${FABRICKS_HTTP_BUILD:-1} != 0 ]]; then check "cargo build shim and CLI" build_binaries || prepared=0; fi
+check "copy examples and SDK" copy_sources || prepared=0
+check "fabricks build go-http: ExposedPorts 8080/tcp, label http=8080" build_http || prepared=0
+check "fabricks build go-http --listen '': no ports" build_noports || prepared=0
+check "fabricks build go-hello" build_hello || prepared=0
+if ((prepared == 0)); then
+	echo "# e2e-http: preparation failed, no containerd started"
+	summary
+	exit 1
+fi
+check "fabricks run go-http --listen 127.0.0.1:18090: serves / and /json, SIGTERM exits 0" fabricks_run
+
+for F in "${flavours[@]}"; do
+	t=$SECONDS
+	flavour_cases
+	echo "# e2e-http: [$F] $((SECONDS - t)) s"
+	F=''
+done
+echo "# e2e-http: $((SECONDS - started)) s"
+summary
+((failed == 0))
