@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every Fabricks test on this machine: the workspace's unit and integration tests (cargo),
-# then the end-to-end suite against real containerds (Debian 1.6 and a built 2.x) through the
-# freshly built shim. Installs what it needs; ends with one `N passed, N failed` line.
+# the Go packages' tests, then the end-to-end suites against real containerds (Debian 1.6
+# and a built 2.x, through ctr and CRI) with the freshly built shim. Installs what it needs;
+# ends with one `N passed, N failed` line.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$HERE/.."
@@ -24,15 +25,23 @@ echo "== cargo test"
 rc=0
 cargo test --release --locked --workspace 2>&1 | tee "$log/cargo" || rc=1
 
-echo "== end to end"
+echo "== go test"
+for mod in sdk/go examples/go-hello examples/go-http; do
+	(cd "$mod" && go test -v -count=1 ./...) 2>&1 | tee -a "$log/go" || rc=1
+done
+
+echo "== end to end: command modules"
 test-cluster/e2e.sh 1.6 2 2>&1 | tee "$log/e2e" || rc=1
+echo "== end to end: HTTP services"
+test-cluster/e2e-http.sh 1.6 2 2>&1 | tee -a "$log/e2e" || rc=1
 
 # One closing line for the whole run, so a run that tested nothing shows.
 passed=0 failed=0
 while read -r p f; do
 	passed=$((passed + p)) failed=$((failed + f))
 done < <(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/p' "$log/cargo"
-	sed -nE 's/^([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p' "$log/e2e")
+	sed -nE 's/^([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p' "$log/e2e"
+	echo "$(grep -c '^--- PASS' "$log/go") $(grep -c '^--- FAIL' "$log/go")")
 if ((failed > 0)); then rc=1; fi
 echo "total: $passed passed, $failed failed"
 exit "$rc"

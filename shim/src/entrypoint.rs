@@ -61,9 +61,9 @@ fn read_program(mut file: cap_std::fs::File, args0: &str) -> Result<Program> {
         [0x7f, b'E', b'L', b'F'] => Ok(Program::Native),
         [b'#', b'!', ..] => Ok(Program::Native),
         other => bail!(
-            "{args0} is neither a WebAssembly module nor a native executable (it starts with {:02x?}); \
+            "{args0} is neither a WebAssembly module nor a native executable (it starts with \"{}\"); \
              the image entrypoint must name a .wasm module built for wasip1",
-            other
+            other.escape_ascii()
         ),
     }
 }

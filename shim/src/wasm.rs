@@ -15,8 +15,10 @@ pub struct WasmTask {
     engine: Engine,
     module: Module,
     command: Mutex<Option<Command>>,
-    /// Where errors after start go, besides the shim log: the task's own stderr.
-    stderr: Option<File>,
+    /// Where errors after start go, besides the shim log: the task's own stderr. Taken by
+    /// the module thread and closed when it ends: containerd 2.x waits for the end of the
+    /// task's output before it deletes the task.
+    stderr: Mutex<Option<File>>,
     stopper: Stopper,
 }
 
@@ -54,7 +56,7 @@ impl WasmTask {
             engine: engine.clone(),
             module,
             command: Mutex::new(Some(command)),
-            stderr: stderr_copy,
+            stderr: Mutex::new(stderr_copy),
             stopper: Stopper::new(),
         })
     }
@@ -63,7 +65,7 @@ impl WasmTask {
     pub fn start(&self, id: &str, on_exit: impl FnOnce(i32) + Send + 'static) -> Result<()> {
         let command = self.command.lock().unwrap().take().context("the task was already started")?;
         let (engine, module, stopper) = (self.engine.clone(), self.module.clone(), self.stopper.clone());
-        let mut stderr = self.stderr.as_ref().map(File::try_clone).transpose()?;
+        let mut stderr = self.stderr.lock().unwrap().take();
         let id = id.to_string();
         std::thread::Builder::new()
             .name(format!("wasm-{}", &id[..id.len().min(8)]))
@@ -75,6 +77,7 @@ impl WasmTask {
                     }
                     1
                 });
+                drop(stderr);
                 on_exit(code)
             })
             .context("starting the module thread")?;

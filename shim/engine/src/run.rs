@@ -81,16 +81,17 @@ fn arm_stop(store: &mut Store<Host>, stop: &Stopper, engine: &wasmtime::Engine) 
 }
 
 fn exit_status(result: Result<()>, stop: &Stopper, trap_sink: TrapSink, program: &str) -> i32 {
+    // A hard stop wins over the module's own exit: woken by the stop, it may exit first.
+    if let Some(sig) = stop.requested() {
+        log::info!("{program} stopped by signal {sig}");
+        return 128 + sig;
+    }
     let err = match result {
         Ok(()) => return 0,
         Err(err) => err,
     };
     if let Some(exit) = err.downcast_ref::<I32Exit>() {
         return exit.0;
-    }
-    if let Some(sig) = err.downcast_ref::<Stopped>().map(|s| s.0).or_else(|| stop.requested()) {
-        log::info!("{program} stopped by signal {sig}");
-        return 128 + sig;
     }
     log::error!("{program} trapped: {err:?}");
     if let Some(mut sink) = trap_sink {

@@ -37,6 +37,11 @@ impl Stopper {
     /// only re-wake the module.
     pub fn stop(&self, signal: i32) -> bool {
         let graceful = self.inner.graceful.load(Ordering::SeqCst) && matches!(signal, libc::SIGTERM | libc::SIGINT);
+        if !graceful {
+            // Recorded before the hooks wake the module, so a module that then exits by
+            // itself still ends with the signal's status.
+            let _ = self.inner.signal.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+        }
         for hook in self.inner.hooks.lock().unwrap().iter() {
             hook(signal);
         }
@@ -44,7 +49,6 @@ impl Stopper {
             log::info!("signal {signal}: shutting the module's listeners down, letting it exit");
             return false;
         }
-        let _ = self.inner.signal.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
         for engine in self.inner.engines.lock().unwrap().iter() {
             engine.increment_epoch();
         }
