@@ -89,3 +89,79 @@ fn bind_in(netns: NetNs, listen: &ListenSpec) -> Result<Vec<Socket>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn spec(annotation: Option<&str>, env: Option<&str>) -> Spec {
+        let mut spec = Spec::default();
+        if let Some(a) = annotation {
+            spec.set_annotations(Some(HashMap::from([(ANNOTATION.to_string(), a.to_string())])));
+        }
+        let mut process = spec.process().clone().unwrap_or_default();
+        process.set_env(env.map(|e| vec!["PATH=/bin".to_string(), format!("{ENV_LISTEN}={e}")]));
+        spec.set_process(Some(process));
+        spec
+    }
+
+    fn image(label: Option<&str>, exposed: &[&str]) -> ImageConfiguration {
+        let mut config = oci_spec::image::Config::default();
+        config.set_labels(label.map(|l| HashMap::from([(LABEL.to_string(), l.to_string())])));
+        config.set_exposed_ports(Some(exposed.iter().map(|p| p.to_string()).collect()));
+        let mut image = ImageConfiguration::default();
+        image.set_config(Some(config));
+        image
+    }
+
+    fn names(listen: &ListenSpec) -> Vec<String> {
+        listen.endpoints().iter().map(|e| format!("{}={}", e.name, e.addr)).collect()
+    }
+
+    #[test]
+    fn annotation_beats_env_beats_label_beats_exposed_ports() {
+        let img = || Ok(Some(image(Some("web=9000"), &["8080/tcp"])));
+        let got = resolve(&spec(Some("a=1111"), Some("b=2222")), img).unwrap();
+        assert_eq!(names(&got), ["a=0.0.0.0:1111"]);
+        let got = resolve(&spec(None, Some("b=2222")), img).unwrap();
+        assert_eq!(names(&got), ["b=0.0.0.0:2222"]);
+        let got = resolve(&spec(None, None), img).unwrap();
+        assert_eq!(names(&got), ["web=0.0.0.0:9000"]);
+        let got = resolve(&spec(None, None), || Ok(Some(image(None, &["8080/tcp"])))).unwrap();
+        assert_eq!(names(&got), ["port-8080=0.0.0.0:8080"]);
+        let got = resolve(&spec(None, None), || Ok(None)).unwrap();
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn the_image_is_not_asked_when_the_spec_has_the_answer() {
+        let got = resolve(&spec(None, Some("b=2222")), || panic!("image fetched")).unwrap();
+        assert_eq!(got.len(), 1);
+    }
+
+    #[test]
+    fn bad_specs_say_where_they_came_from() {
+        let err = resolve(&spec(Some("http=nope"), None), || Ok(None)).unwrap_err();
+        assert!(format!("{err:#}").contains("the annotation fabricks.io/listen"), "{err:#}");
+        let err = resolve(&spec(None, Some("a=80,b=80")), || Ok(None)).unwrap_err();
+        assert!(format!("{err:#}").contains(ENV_LISTEN), "{err:#}");
+        let err = resolve(&spec(None, None), || Ok(Some(image(None, &["53/udp"])))).unwrap_err();
+        assert!(format!("{err:#}").contains("TCP only"), "{err:#}");
+    }
+
+    #[test]
+    fn a_port_in_use_names_the_listener() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let listen = ListenSpec::parse(&format!("web=127.0.0.1:{port}")).unwrap();
+        let mut host_network = Spec::default();
+        host_network.set_linux(None);
+        let err = bind(&host_network, &listen).unwrap_err();
+        assert!(format!("{err:#}").contains("listener web cannot bind"), "{err:#}");
+        assert!(format!("{err:#}").contains("already in use"), "{err:#}");
+        // The default spec asks for a network namespace of its own, where the port is free.
+        let own = bind(&Spec::default(), &listen).unwrap();
+        assert_eq!(own[0].listener.local_addr().unwrap().port(), port);
+    }
+}
