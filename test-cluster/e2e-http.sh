@@ -32,208 +32,29 @@
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(dirname "$HERE")
-H=$HERE/harness.sh
 export FABRICKS_HARNESS_DIR=${FABRICKS_HARNESS_DIR:-/tmp/fh-http}
-export FABRICKS_SHIM=${FABRICKS_SHIM:-$REPO/target/release/containerd-shim-fabricks-v1}
-FABRICKS=${FABRICKS_CLI:-$REPO/target/release/fabricks}
 TMO=${FABRICKS_HTTP_TIMEOUT:-120}
+# shellcheck source-path=SCRIPTDIR source=lib/suite.sh
+. "$HERE/lib/suite.sh"
 CRI_WAIT=${FABRICKS_HTTP_CRI_WAIT:-600}
-STOP_WAIT=30 # seconds a stopped task gets to report its exit: a bound for hangs, not a benchmark
-readonly RT=io.containerd.fabricks.v1
 readonly IMG=localhost/go-http:latest          # listen = "http=8080" from fabricks.toml
 readonly IMG_NOPORTS=localhost/go-http:noports # --listen '': no ExposedPorts, no label
 readonly IMG_HELLO=localhost/go-hello:latest
 readonly MIB=1048576
 
-TMP=$(mktemp -d /tmp/fh-http-e2e.XXXXXX)
-passed=0 failed=0 skipped=0
-F=''      # the flavour whose containerd is up ('' when none is)
+suite_begin e2e-http fh-http-e2e
+NOFLAVOUR=local
 CRI=''    # 1 when that containerd runs with CRI
 EVPID=''  # `ctr events` recorder
 OCCPID='' # a foreign listener (the port-in-use case)
 BGPIDS=() # other background processes of ours (curl, fabricks run)
-OUT='' ERR='' RC=0 CMD='' WHY='' NOTE=''
-KEEP='' # containers that outlive their case (h1 serves cases 1 to 4)
+KEEP=''   # containers that outlive their case (h1 serves cases 1 to 4)
 
-cleanup() {
-	local rc=$? p
+# Called by the EXIT trap.
+suite_stop() {
+	local p
 	for p in "$EVPID" "$OCCPID" "${BGPIDS[@]}"; do
 		if [[ -n $p ]] && kill -0 "$p" 2>/dev/null; then kill -KILL "$p" 2>/dev/null; fi
-	done
-	if [[ -n $F ]]; then "$H" down "$F" >/dev/null 2>&1 || true; fi
-	rm -rf "$TMP"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# --- reporting ---------------------------------------------------------------------------
-
-label() { if [[ -n $F ]]; then printf '[%s] %s' "$F" "$1"; else printf '[local] %s' "$1"; fi; }
-
-pass() {
-	echo "ok - $(label "$1")"
-	passed=$((passed + 1))
-}
-
-# Prints the failure with the last command's output as `#` lines.
-fail() {
-	echo "not ok - $(label "$1"): $2"
-	if [[ -n $CMD ]]; then
-		echo "#   \$ $CMD  (exit $RC)"
-		{
-			[[ -z $OUT ]] || printf '%s\n' "$OUT"
-			[[ -z $ERR ]] || printf '%s\n' "$ERR"
-		} | awk '{ l[NR] = $0 } END { for (i = 1; i <= NR; i++) if (NR <= 30 || i <= 12 || i > NR - 12) print l[i]; else if (i == 13) print "[...]" }' |
-			cut -c1-400 | sed 's/^/#   | /'
-	fi
-	failed=$((failed + 1))
-}
-
-skip() {
-	echo "skip - $(label "$1"): $2"
-	skipped=$((skipped + 1))
-}
-
-# why MESSAGE: records why the running case failed; always returns 1.
-why() {
-	WHY=$*
-	return 1
-}
-
-# note TEXT: a figure the case reports (printed as a `#` line after its result).
-note() { NOTE+="#   [${F:-local}] $*"$'\n'; }
-
-# check NAME FUNC [ARGS...]: runs one case; FUNC returns non-zero (after `why`) to fail it.
-# On failure, containerd's warnings and errors logged during the case follow (shim logs too);
-# containers the case left behind (but those in $KEEP) are removed so the next starts clean.
-check() {
-	local name=$1 mark=0 rc=0
-	shift
-	WHY='' CMD='' OUT='' ERR='' RC=0 NOTE=''
-	if [[ -n $F ]]; then mark=$(wc -l <"$W/containerd.log" 2>/dev/null || echo 0); fi
-	if "$@"; then pass "$name"; else
-		rc=1
-		fail "$name" "${WHY:-failed}"
-		if [[ -n $F && -f $W/containerd.log ]]; then
-			tail -n "+$((mark + 1))" "$W/containerd.log" | grep -E 'level=(warning|error|fatal)' | tail -n 15 |
-				cut -c1-400 | sed 's/^/#   log: /'
-		fi
-	fi
-	printf '%s' "$NOTE"
-	if [[ -n $F && -S ${SOCK:-} ]]; then scrap_all; fi
-	return "$rc"
-}
-
-# --- ctr -----------------------------------------------------------------------------------
-
-use_flavour() {
-	unset CONTAINERD_NAMESPACE # the harness default (fabricks-<flavour>), never the caller's
-	eval "$("$H" env "$F")"
-	export CONTAINERD_ADDRESS CONTAINERD_NAMESPACE CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1
-	SOCK=$CONTAINERD_ADDRESS
-	NS=$CONTAINERD_NAMESPACE
-	W=$FABRICKS_HARNESS_WORK
-}
-
-# ctr itself, not through `harness.sh ctr`: a timeout must hit ctr, not a shell around it.
-c() { timeout -k 10 "$TMO" "$CTR" "$@"; }
-
-# run_cmd ARGS...: runs a command with stdin from /dev/null; sets OUT, ERR, RC and CMD.
-run_cmd() {
-	CMD="$*"
-	OUT=$("$@" </dev/null 2>"$TMP/stderr")
-	RC=$?
-	ERR=$(<"$TMP/stderr")
-}
-
-run_ctr() {
-	run_cmd c "$@"
-	CMD="ctr $*"
-	if ((RC == 124 || RC == 137)); then # timeout's own statuses
-		why "timed out: \`$CMD\` still running after ${TMO}s"
-		RC=timeout
-	fi
-}
-
-expect_rc() { [[ $RC == "$1" ]] || why "${WHY:-exit status $RC, want $1}"; }
-
-# expect_err_re REGEX: stderr matches the extended regex.
-expect_err_re() { grep -Eq -- "$1" <<<"$ERR" || why "stderr does not match /$1/"; }
-
-task_status() { c task ls 2>/dev/null | awk -v id="$1" '$1 == id { print $3 }'; }
-task_pid() { c task ls 2>/dev/null | awk -v id="$1" '$1 == id { print $2 }'; }
-
-# wait_status ID STATUS SECONDS
-wait_status() {
-	local i st=''
-	for ((i = 0; i < $3 * 5; i++)); do
-		st=$(task_status "$1")
-		[[ $st == "$2" ]] && return 0
-		sleep 0.2
-	done
-	why "task $1 is ${st:-gone}, not $2, ${3}s later"
-}
-
-# wait_file FILE TEXT SECONDS: FILE (a task's log) shows TEXT.
-wait_file() {
-	local i
-	for ((i = 0; i < $3 * 5; i++)); do
-		grep -qF -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.2
-	done
-	why "\"$2\" never appeared in $1"
-}
-
-# Pids of our shims serving container $1.
-shim_pids() {
-	local p cmd
-	for p in /proc/[0-9]*; do
-		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-		cmd=" $cmd"
-		if [[ ${cmd%% -*} == */containerd-shim-fabricks-v1 && $cmd == *" -address $SOCK "* && $cmd == *" -id $1 "* ]]; then
-			echo "${p#/proc/}"
-		fi
-	done
-}
-
-# What is left of container $1 as a task (task, shim, mounts, processes).
-task_remains() {
-	local id=$1
-	if c task ls -q 2>/dev/null | grep -qxF "$id"; then echo "task $id"; fi
-	shim_pids "$id" | sed 's/^/shim pid /'
-	awk -v p="/$NS/$id/" 'index($5, p) { print "mount " $5 }' /proc/self/mountinfo
-	cat /sys/fs/cgroup/{,*/}"$NS/$id"/cgroup.procs 2>/dev/null | sort -u | sed 's/^/process /'
-}
-
-# expect_no_task ID: no task, shim, mount or process of ID (shims exit asynchronously).
-expect_no_task() {
-	local i left
-	for ((i = 0; i < 50; i++)); do
-		left=$(task_remains "$1")
-		[[ -z $left ]] && return 0
-		sleep 0.2
-	done
-	why "left behind: ${left//$'\n'/; }"
-}
-
-expect_gone() {
-	expect_no_task "$1" || return
-	if c containers ls -q 2>/dev/null | grep -qxF "$1"; then why "container $1 still listed"; fi
-}
-
-# Removes every container of our namespace but those in $KEEP, whatever state it is in.
-scrap_all() {
-	local id
-	for id in $(c containers ls -q 2>/dev/null); do
-		[[ " $KEEP " != *" $id "* ]] || continue
-		if [[ $(task_status "$id") == RUNNING ]]; then
-			c task kill -s SIGKILL "$id" >/dev/null 2>&1
-			wait_status "$id" STOPPED 10 || true
-		fi
-		c task rm -f "$id" >/dev/null 2>&1
-		c containers rm "$id" >/dev/null 2>&1
 	done
 }
 
@@ -350,19 +171,6 @@ tools_present() {
 	((${#missing[@]} == 0)) || why "missing tools: ${missing[*]}"
 }
 
-install_prerequisites() {
-	local what=all
-	if ((${#flavours[@]} == 1)); then what=${flavours[0]}; fi
-	run_cmd "$H" install "$what"
-	expect_rc 0
-}
-
-build_binaries() {
-	run_cmd cargo build --release --manifest-path "$REPO/Cargo.toml" -p containerd-shim-fabricks -p fabricks
-	expect_rc 0 || return
-	[[ -x $FABRICKS_SHIM && -x $FABRICKS ]] || why "no $FABRICKS_SHIM or $FABRICKS"
-}
-
 # A private copy of the examples (and the SDK their go.mod replaces them with): `fabricks
 # build` writes into the project's .fabricks/, which others may be using.
 copy_sources() {
@@ -380,19 +188,9 @@ image_config() {
 	tar -xOf "$1" "blobs/sha256/${cfg#sha256:}"
 }
 
-# build_image DIR REF OUT.tar [ARGS...]
-build_image() {
-	local dir=$1 ref=$2 out=$3
-	shift 3
-	rm -f "$out"
-	run_cmd "$FABRICKS" build "$TMP/src/examples/$dir" -o "$out" -t "$ref" "$@"
-	expect_rc 0 || return
-	[[ -s $out ]] || why "no archive $out"
-}
-
 build_http() {
 	local cfg
-	build_image go-http "$IMG" "$TMP/go-http.tar" || return
+	build_image "$TMP/src/examples/go-http" "$IMG" "$TMP/go-http.tar" || return
 	cfg=$(image_config "$TMP/go-http.tar") || why "cannot read the image config" || return
 	OUT=$cfg
 	jq -e '.config.ExposedPorts == {"8080/tcp": {}}' <<<"$cfg" >/dev/null || why "ExposedPorts is not {8080/tcp}" || return
@@ -401,14 +199,14 @@ build_http() {
 
 build_noports() {
 	local cfg
-	build_image go-http "$IMG_NOPORTS" "$TMP/go-http-noports.tar" --listen '' || return
+	build_image "$TMP/src/examples/go-http" "$IMG_NOPORTS" "$TMP/go-http-noports.tar" --listen '' || return
 	cfg=$(image_config "$TMP/go-http-noports.tar") || why "cannot read the image config" || return
 	OUT=$cfg
 	jq -e '(.config.ExposedPorts // {}) == {} and ((.config.Labels // {}) | has("fabricks.io/listen") | not)' <<<"$cfg" >/dev/null ||
 		why "the --listen '' image still declares ports"
 }
 
-build_hello() { build_image go-hello "$IMG_HELLO" "$TMP/go-hello.tar"; }
+build_hello() { build_image "$TMP/src/examples/go-hello" "$IMG_HELLO" "$TMP/go-hello.tar"; }
 
 # Case 6, once: `fabricks run` binds the port itself, in this process.
 fabricks_run() {
@@ -450,23 +248,9 @@ fabricks_run() {
 
 containerd_up() {
 	stop_events
-	"$H" down "$F" >/dev/null 2>&1
-	# A node's containerd has no RUST_BACKTRACE: keep this shell's out of the shims.
-	run_cmd env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$H" up "$F"
-	CMD="harness.sh up $F"
-	expect_rc 0 || return
+	harness_up || return
 	CRI=''
 	start_events
-}
-
-# import_image ARCHIVE REF [NAMESPACE]
-import_image() {
-	local opts=(--platform wasi/wasm) ns=${3:-$NS}
-	# 2.x's transfer service unpacks for linux/amd64 only: --local takes --platform.
-	if [[ $F == 2 ]]; then opts+=(--local); fi
-	run_ctr -n "$ns" images import "${opts[@]}" "$1"
-	expect_rc 0 || return
-	c -n "$ns" images ls -q | grep -qxF "$2" || why "$2 not listed in $ns after import"
 }
 
 # Case 1: the image's own port, on the host's network.
@@ -515,7 +299,7 @@ h1_concurrent() {
 	((n == 50)) || why "$n of 50 concurrent requests answered 200"
 }
 
-# serve ID PORT_SPEC_CHECK RUN_ARGS...: runs go-http detached with its log in a file, waits
+# serve ID RUN_ARGS...: `ctr run -d RUN_ARGS ID` (go-http) with its log in a file; waits
 # until it says it listens. Sets LOG.
 serve() {
 	local id=$1
@@ -533,17 +317,6 @@ expect_listeners() {
 	pid=$(task_pid "$1")
 	l=$(listeners "$pid")
 	[[ $l == "$2" ]] || why "task $1 (shim pid $pid) listens on '$l', want '$2'"
-}
-
-# finish ID: SIGTERM, the task exits 0 (graceful), removal leaves nothing.
-finish() {
-	run_ctr task kill "$1"
-	expect_rc 0 && wait_status "$1" STOPPED "$STOP_WAIT" || return
-	run_ctr task rm "$1"
-	expect_rc 0 || return
-	[[ $ERR != *"exit code"* ]] || why "did not exit 0 after SIGTERM: $ERR" || return
-	run_ctr containers rm "$1"
-	expect_rc 0 && expect_gone "$1"
 }
 
 src_annotation() {
@@ -726,12 +499,16 @@ kill_http() {
 	[[ -z $(ss -Hltn 'sport = :18092') ]] || why "18092 still listened on after SIGKILL"
 }
 
+# `up` empties containerd.log: the ctr phase's log (shim logs included) is kept beside the
+# flavour's work dir before the CRI phase starts.
 containerd_down() {
+	local rc
 	KEEP=''
 	stop_events
-	run_cmd "$H" down "$F"
-	CMD="harness.sh down $F"
-	expect_rc 0
+	harness_down
+	rc=$?
+	if [[ -z $CRI ]]; then cp "$W/containerd.log" "$FABRICKS_HARNESS_DIR/e2e-http-$F-ctr.containerd.log" 2>/dev/null; fi
+	return "$rc"
 }
 
 # --- flavour cases: CRI --------------------------------------------------------------------
@@ -768,7 +545,7 @@ cri_up() {
 
 cri_image() {
 	local i
-	import_image "$TMP/go-http.tar" "$IMG" k8s.io || return
+	import_image "$TMP/go-http.tar" "$IMG" wasi/wasm k8s.io || return
 	for ((i = 0; i < 50; i++)); do
 		crictl images 2>/dev/null | cut -f2 | tr , '\n' | grep -qxF "$IMG" && return 0
 		sleep 0.2
@@ -843,20 +620,27 @@ cri_logs() {
 }
 
 # kubelet's order: StopContainer (SIGTERM, then SIGKILL after the grace period), then the pod.
+# On failure, says which of the container's stdio FIFOs the pod's shim still holds open
+# (containerd waits for their EOF before it deletes an exited task).
 cri_stop_container() {
-	CRI_TMO=60s run_cmd crictl stop -t 10 "$CID"
+	local fifos
+	CRI_TMO=30s run_cmd crictl stop -t 10 "$CID"
 	CMD="crictl stop -t 10 $CID"
-	expect_rc 0 || return
-	run_cmd crictl inspect --state "$CID"
-	[[ $OUT == "CONTAINER_EXITED 0" ]] || why "after StopContainer the state is '$OUT', want CONTAINER_EXITED 0"
+	if ((RC == 0)); then
+		run_cmd crictl inspect --state "$CID"
+		[[ $OUT == "CONTAINER_EXITED 0" ]] || why "after StopContainer the state is '$OUT', want CONTAINER_EXITED 0"
+		return
+	fi
+	fifos=$(for l in /proc/"$SHIM"/fd/*; do readlink "$l"; done 2>/dev/null | grep -F "/$CID/io/" | sed 's/.*-//' | sort | paste -sd, -)
+	why "StopContainer failed (exit $RC); CRI state now $(crictl inspect --state "$CID" 2>&1); the task's exit: $(grep -F "task $CID exited" "$W/containerd.log" | sed 's/.*msg="//; s/"$//' | tail -n1); its FIFOs the pod's shim (pid $SHIM) still holds open: ${fifos:-none}"
 }
 
 cri_remove_pod() {
 	local i left
-	CRI_TMO=60s run_cmd crictl stopp "$POD"
+	CRI_TMO=30s run_cmd crictl stopp "$POD"
 	CMD="crictl stopp $POD"
 	expect_rc 0 || return
-	CRI_TMO=60s run_cmd crictl rmp "$POD"
+	CRI_TMO=30s run_cmd crictl rmp "$POD"
 	CMD="crictl rmp $POD"
 	expect_rc 0 || return
 	[[ -z $(crictl pods -q) ]] || why "pods left: $(crictl pods)" || return
@@ -875,34 +659,13 @@ cri_remove_pod() {
 	why "left behind: ${left//$'\n'/; }"
 }
 
-# Stops and removes every pod (after a failed case, so down starts clean).
-remove_pods() {
-	local p
-	for p in $(crictl pods -q 2>/dev/null); do
-		CRI_TMO=30s crictl stopp "$p" >/dev/null 2>&1
-		CRI_TMO=30s crictl rmp "$p" >/dev/null 2>&1
-	done
-}
-
-nothing_left() {
-	local extra p
-	run_cmd "$H" leftovers "$F"
-	CMD="harness.sh leftovers $F"
-	[[ $RC == 0 && -z $OUT ]] || why "harness.sh leftovers reports: ${OUT//$'\n'/; }" || return
-	extra=$(
-		find "/run/containerd/fabricks/runc/$NS" -mindepth 1 -maxdepth 1 -printf 'runc state of our shim: %p\n' 2>/dev/null
-		for p in $(pgrep -f "containerd-shim-fabricks-v1 .*-address $W/containerd.sock" 2>/dev/null); do echo "shim pid $p"; done
-	)
-	[[ -z $extra ]] || why "left behind: ${extra//$'\n'/; }"
-}
-
 flavour_cases() {
 	local up_ok
 	use_flavour
 	check "containerd up" containerd_up || return
-	check "import go-http (image port 8080)" import_image "$TMP/go-http.tar" "$IMG"
-	check "import go-http without ports" import_image "$TMP/go-http-noports.tar" "$IMG_NOPORTS"
-	check "import go-hello" import_image "$TMP/go-hello.tar" "$IMG_HELLO"
+	check "import go-http (image port 8080)" import_image "$TMP/go-http.tar" "$IMG" wasi/wasm
+	check "import go-http without ports" import_image "$TMP/go-http-noports.tar" "$IMG_NOPORTS" wasi/wasm
+	check "import go-hello" import_image "$TMP/go-hello.tar" "$IMG_HELLO" wasi/wasm
 
 	# 1: the image's port, --net-host, real traffic from the host.
 	local h1=0
@@ -963,30 +726,17 @@ flavour_cases() {
 			check "CRI: StopContainer stops go-http with exit 0" cri_stop_container
 			check "CRI: stop and remove the pod: no shim, netns, mount, address or veth left" cri_remove_pod
 		fi
-		remove_pods
 	fi
 	if ((up_ok)) || [[ -n $CRI ]]; then check "down (CRI)" containerd_down; fi
 	"$H" down "$F" >/dev/null 2>&1
 	check "leftovers after down: no shim, mount, netns or state" nothing_left
+	echo "# e2e-http: [$F] containerd logs: $FABRICKS_HARNESS_DIR/e2e-http-$F-ctr.containerd.log (ctr), $W/containerd.log (CRI)"
 }
 
 # --- main ----------------------------------------------------------------------------------
 
-flavours=("$@")
-((${#flavours[@]})) || flavours=(1.6 2)
-for f in "${flavours[@]}"; do
-	[[ $f == 1.6 || $f == 2 ]] || {
-		echo "usage: $0 [1.6|2]..." >&2
-		exit 2
-	}
-done
+set_flavours "$@"
 started=$SECONDS
-
-summary() {
-	local s="$passed passed, $failed failed"
-	((skipped == 0)) || s+=", $skipped skipped"
-	echo "$s"
-}
 
 prepared=1
 check "tools present (curl, jq, python3, ss)" tools_present || prepared=0

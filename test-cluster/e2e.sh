@@ -18,266 +18,19 @@
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(dirname "$HERE")
-H=$HERE/harness.sh
 export FABRICKS_HARNESS_DIR=${FABRICKS_HARNESS_DIR:-/tmp/fabricks-e2e}
-export FABRICKS_SHIM=${FABRICKS_SHIM:-$REPO/target/release/containerd-shim-fabricks-v1}
-FABRICKS=${FABRICKS_CLI:-$REPO/target/release/fabricks}
 TMO=${FABRICKS_E2E_TIMEOUT:-120}
-STOP_WAIT=30 # seconds a stopped task gets to show STOPPED: a bound for hangs, not a benchmark
-readonly RT=io.containerd.fabricks.v1
+# shellcheck source-path=SCRIPTDIR source=lib/suite.sh
+. "$HERE/lib/suite.sh"
 readonly IMG_TAR=localhost/fabricks-e2e/go-hello:tar
 readonly IMG_WASM=localhost/fabricks-e2e/go-hello:wasm
 readonly PAUSE=localhost/fabricks/pause:3
 
-TMP=$(mktemp -d /tmp/fabricks-e2e.XXXXXX)
-passed=0 failed=0 skipped=0 summarized=0
-F=''       # the flavour whose containerd is up ('' when none is)
-DIGEST=''  # sha256 of go-hello's module, as inside the image
-OUT='' ERR='' RC=0 CMD='' WHY='' MISSING=0
-
-cleanup() {
-	local rc=$?
-	if [[ -n $F ]]; then "$H" down "$F" >/dev/null 2>&1 || true; fi
-	if ((!summarized)); then
-		echo "# e2e: stopped early (exit $rc)"
-		summary
-	fi
-	# Never recurse into a mount (a bind mount left in a --rootfs dir would expose its source).
-	if grep -qF " $TMP/" /proc/self/mountinfo; then
-		echo "# e2e: mounts remain under $TMP; not removing it" >&2
-	else
-		rm -rf "$TMP"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# --- reporting ---------------------------------------------------------------------------
-
-label() { if [[ -n $F ]]; then printf '[%s] %s' "$F" "$1"; else printf '%s' "$1"; fi; }
-
-pass() {
-	echo "ok - $(label "$1")"
-	passed=$((passed + 1))
-}
-
-# Prints the failure with the last command's output as `#` lines.
-fail() {
-	echo "not ok - $(label "$1"): ${2//$'\n'/\\n}"
-	details
-	failed=$((failed + 1))
-}
-
-# The last command and (the ends of) its output, as `#` lines.
-details() {
-	if [[ -n $CMD ]]; then
-		echo "#   \$ $CMD  (exit $RC)"
-		{
-			[[ -z $OUT ]] || printf '%s\n' "$OUT"
-			[[ -z $ERR ]] || printf '%s\n' "$ERR"
-		} | awk '{ l[NR] = $0 } END { for (i = 1; i <= NR; i++) if (NR <= 30 || i <= 12 || i > NR - 12) print l[i]; else if (i == 13) print "[...]" }' |
-			sed 's/^/#   | /'
-	fi
-}
-
-# The closing line.
-summary() {
-	local s="$passed passed, $failed failed"
-	((skipped == 0)) || s+=", $skipped skipped"
-	echo "$s"
-	summarized=1
-}
-
-skip() {
-	echo "skip - $(label "$1"): $2"
-	skipped=$((skipped + 1))
-}
-
-# why MESSAGE: records why the running case failed; always returns 1.
-why() {
-	WHY=$*
-	return 1
-}
-
-# check NAME FUNC [ARGS...]: runs one case; FUNC returns non-zero (after `why`) to fail it.
-# Containers a case leaves behind (its own failure) are removed so the next case starts clean.
-# A case that failed only because expected task output was missing runs once more: ctr can
-# drop a task's last output under CPU load (its exit handling closes the FIFOs it has not
-# drained yet; runc tasks lose output that way too), which is not what these cases test.
-check() {
-	local name=$1 ok=0
-	shift
-	attempt "$@" && ok=1
-	if ((!ok && MISSING)); then
-		echo "# retrying $(label "$name"): ${WHY//$'\n'/\\n}"
-		details
-		attempt "$@" && ok=1
-	fi
-	if ((ok)); then pass "$name"; else fail "$name" "${WHY:-failed}"; fi
-	clean_slate
-	((ok))
-}
-
-attempt() {
-	clean_slate
-	WHY='' CMD='' OUT='' ERR='' RC=0 MISSING=0
-	"$@"
-}
-
-clean_slate() {
-	if [[ -n $F && -S ${SOCK:-} ]]; then scrap_all; fi
-}
-
-# --- ctr ---------------------------------------------------------------------------------
-
-# Points ctr at flavour $F's containerd: CTR, CONTAINERD_ADDRESS (SOCK), NS, W.
-use_flavour() {
-	unset CONTAINERD_NAMESPACE # the harness default (fabricks-<flavour>), never the caller's
-	eval "$("$H" env "$F")"
-	export CONTAINERD_ADDRESS CONTAINERD_NAMESPACE CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1
-	SOCK=$CONTAINERD_ADDRESS
-	NS=$CONTAINERD_NAMESPACE
-	W=$FABRICKS_HARNESS_WORK
-}
-
-# ctr itself, not through `harness.sh ctr`: a timeout must hit ctr, not a shell around it.
-c() { timeout -k 10 "$TMO" "$CTR" "$@"; }
-
-# ctr ARGS... with stdin from $IN (default /dev/null): sets OUT, ERR, RC and CMD.
-run_ctr() {
-	local a
-	CMD=ctr
-	for a; do if [[ $a == *[[:space:]]* ]]; then CMD+=" '$a'"; else CMD+=" $a"; fi; done
-	OUT=$(c "$@" <"${IN:-/dev/null}" 2>"$TMP/stderr")
-	RC=$?
-	ERR=$(<"$TMP/stderr")
-	if ((RC == 124 || RC == 137)); then # timeout's own statuses: no case expects them from ctr
-		why "timed out: \`$CMD\` still running after ${TMO}s"
-		RC=timeout
-	fi
-}
-
-expect_rc() {
-	[[ $RC == "$1" ]] || why "${WHY:-exit status $RC, want $1}"
-}
-
-# expect_out TEXT [WHAT]: the last command's stdout+stderr contains TEXT.
-expect_out() {
-	[[ "$OUT"$'\n'"$ERR" == *"$1"* ]] || {
-		MISSING=1
-		why "output lacks \"$1\"${2:+ ($2)}"
-	}
-}
-
-# expect_err_re REGEX: stderr matches the extended regex.
-expect_err_re() {
-	grep -Eq -- "$1" <<<"$ERR" || {
-		MISSING=1
-		why "stderr does not match /$1/"
-	}
-}
-
-task_status() { c task ls 2>/dev/null | awk -v id="$1" '$1 == id { print $3 }'; }
-
-# wait_status ID STATUS SECONDS
-wait_status() {
-	local i st=''
-	for ((i = 0; i < $3 * 5; i++)); do
-		st=$(task_status "$1")
-		[[ $st == "$2" ]] && return 0
-		sleep 0.2
-	done
-	why "task $1 is ${st:-gone}, not $2, ${3}s later"
-}
-
-# wait_file FILE TEXT SECONDS: FILE (a task's log) shows TEXT.
-wait_file() {
-	local i
-	for ((i = 0; i < $3 * 5; i++)); do
-		grep -qF -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.2
-	done
-	why "\"$2\" never appeared in $1"
-}
-
-# Pids of our shims serving container $1.
-shim_pids() {
-	local p cmd
-	for p in /proc/[0-9]*; do
-		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-		cmd=" $cmd"
-		if [[ ${cmd%% -*} == */containerd-shim-fabricks-v1 && $cmd == *" -address $SOCK "* && $cmd == *" -id $1 "* ]]; then
-			echo "${p#/proc/}"
-		fi
-	done
-}
-
-# What is left of container $1 (task, container, shim, mounts, runc state, processes).
-remains() {
-	local id=$1
-	if c task ls -q 2>/dev/null | grep -qxF "$id"; then echo "task $id"; fi
-	if c containers ls -q 2>/dev/null | grep -qxF "$id"; then echo "container $id"; fi
-	shim_pids "$id" | sed 's/^/shim pid /'
-	awk -v p="/$NS/$id/" 'index($5, p) { print "mount " $5 }' /proc/self/mountinfo
-	if [[ -e /run/containerd/fabricks/runc/$NS/$id ]]; then echo "runc state /run/containerd/fabricks/runc/$NS/$id"; fi
-	cat /sys/fs/cgroup/{,*/}"$NS/$id"/cgroup.procs 2>/dev/null | sort -u | sed 's/^/process /'
-}
-
-# expect_gone ID: nothing of container ID is left (shims exit asynchronously: a bounded wait).
-expect_gone() {
-	local i left
-	for ((i = 0; i < 50; i++)); do
-		left=$(remains "$1")
-		[[ -z $left ]] && return 0
-		sleep 0.2
-	done
-	why "left behind: ${left//$'\n'/; }"
-}
-
-# Removes every container of our namespace, whatever state it is in.
-scrap_all() {
-	local id
-	for id in $(c containers ls -q 2>/dev/null); do
-		if [[ $(task_status "$id") == RUNNING ]]; then
-			c task kill -s SIGKILL "$id" >/dev/null 2>&1
-			wait_status "$id" STOPPED 10 || true
-		fi
-		c task rm -f "$id" >/dev/null 2>&1
-		c containers rm "$id" >/dev/null 2>&1
-	done
-}
+suite_begin e2e fabricks-e2e
+RETRY_MISSING=1
+DIGEST='' # sha256 of go-hello's module, as inside the image
 
 # --- preparation (once) ------------------------------------------------------------------
-
-build_binaries() {
-	CMD="cargo build --release -p containerd-shim-fabricks -p fabricks"
-	OUT=$(cd "$REPO" && cargo build --release -p containerd-shim-fabricks -p fabricks 2>&1)
-	RC=$?
-	expect_rc 0 || return
-	[[ -x $FABRICKS_SHIM && -x $FABRICKS ]] || why "no $FABRICKS_SHIM or $FABRICKS"
-}
-
-install_prerequisites() {
-	local what=all
-	if ((${#flavours[@]} == 1)); then what=${flavours[0]}; fi
-	CMD="harness.sh install $what"
-	OUT=$("$H" install "$what" 2>&1)
-	RC=$?
-	expect_rc 0
-}
-
-# build_image LAYER REF OUT.tar
-build_image() {
-	rm -f "$3"
-	CMD="fabricks build $TMP/src/go-hello -o $3 -t $2 --layer $1"
-	OUT=$("$FABRICKS" build "$TMP/src/go-hello" -o "$3" -t "$2" --layer "$1" 2>&1)
-	RC=$?
-	expect_rc 0 || return
-	[[ -s $3 ]] || why "no archive $3" || return
-	tar -xOf "$3" index.json >/dev/null 2>&1 || why "$3 is not an OCI archive (no index.json)"
-}
 
 # The module in the tar-layer archive (its layer holds /go-hello.wasm): $TMP/go-hello.wasm.
 extract_module() {
@@ -313,27 +66,6 @@ make_rootfses() {
 }
 
 # --- cases ---------------------------------------------------------------------------------
-
-containerd_up() {
-	CMD="harness.sh up $F"
-	# A fresh one: remains of an earlier run (and its cache) would change what is tested.
-	"$H" down "$F" >/dev/null 2>&1
-	# A node's containerd has no RUST_BACKTRACE: keep this shell's out of the shims.
-	OUT=$(env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$H" up "$F" 2>&1)
-	RC=$?
-	expect_rc 0
-}
-
-# import_image ARCHIVE REF [PLATFORM]
-import_image() {
-	local opts=()
-	# 2.x's transfer service unpacks for linux/amd64 only: --local takes --platform.
-	if [[ $F == 2 ]]; then opts+=(--local); fi
-	if [[ -n ${3:-} ]]; then opts+=(--platform "$3"); fi
-	run_ctr images import "${opts[@]}" "$1"
-	expect_rc 0 || return
-	c images ls -q | grep -qxF "$2" || why "$2 not listed after import"
-}
 
 hello_greets() {
 	run_ctr run --rm --runtime "$RT" "$IMG_TAR" e2e-hello
@@ -474,13 +206,7 @@ pause_native() {
 	run_ctr run -d --runtime "$RT" "$PAUSE" "$id"
 	expect_rc 0 && wait_status "$id" RUNNING 30 || return
 	[[ -d /run/containerd/fabricks/runc/$NS/$id ]] || why "no runc state: pause did not run under runc" || return
-	run_ctr task kill "$id"
-	expect_rc 0 && wait_status "$id" STOPPED "$STOP_WAIT" || return
-	run_ctr task rm "$id"
-	expect_rc 0 || return
-	[[ $ERR != *"exit code"* ]] || why "pause did not exit 0 on SIGTERM" || return
-	run_ctr containers rm "$id"
-	expect_rc 0 && expect_gone "$id"
+	finish "$id"
 }
 
 compiled_once() {
@@ -490,29 +216,9 @@ compiled_once() {
 	compgen -G "$W/cache/*/$DIGEST.cwasm" >/dev/null || why "no $W/cache/*/$DIGEST.cwasm"
 }
 
-containerd_down() {
-	CMD="harness.sh down $F"
-	OUT=$("$H" down "$F" 2>&1)
-	RC=$?
-	expect_rc 0
-}
-
-nothing_left() {
-	CMD="harness.sh leftovers $F"
-	OUT=$("$H" leftovers "$F" 2>&1)
-	RC=$?
-	[[ $RC == 0 && -z $OUT ]] || why "harness.sh leftovers reports: ${OUT//$'\n'/; }" || return
-	local extra
-	extra=$(
-		find "/run/containerd/fabricks/runc/$NS" -mindepth 1 -maxdepth 1 -printf 'runc state of our shim: %p\n' 2>/dev/null
-		awk -v p="$TMP/" 'index($5, p) == 1 { print "mount " $5 }' /proc/self/mountinfo
-	)
-	[[ -z $extra ]] || why "left behind: ${extra//$'\n'/; }"
-}
-
 flavour_cases() {
 	use_flavour
-	check "containerd up" containerd_up || return
+	check "containerd up" harness_up || return
 	check "import the tar-layer image" import_image "$TMP/go-hello-tar.tar" "$IMG_TAR" wasi/wasm
 	check "tar-layer image prints the greeting" hello_greets
 	check "args after the module path reach the module" hello_args
@@ -548,15 +254,7 @@ flavour_cases() {
 
 # --- main ----------------------------------------------------------------------------------
 
-flavours=("$@")
-((${#flavours[@]})) || flavours=(1.6 2)
-for f in "${flavours[@]}"; do
-	[[ $f == 1.6 || $f == 2 ]] || {
-		echo "usage: $0 [1.6|2]..." >&2
-		summarized=1
-		exit 2
-	}
-done
+set_flavours "$@"
 started=$SECONDS
 
 prepared=1
@@ -565,8 +263,8 @@ if [[ ${FABRICKS_E2E_BUILD:-1} != 0 ]]; then check "cargo build shim and CLI" bu
 mkdir -p "$TMP/src"
 # A private copy: `fabricks build` writes into the project's .fabricks/, which others may use.
 cp -r "$REPO/examples/go-hello" "$TMP/src/" && rm -rf "$TMP/src/go-hello/.fabricks"
-check "fabricks build (tar layer)" build_image tar "$IMG_TAR" "$TMP/go-hello-tar.tar" || prepared=0
-check "fabricks build --layer wasm" build_image wasm "$IMG_WASM" "$TMP/go-hello-wasm.tar"
+check "fabricks build (tar layer)" build_image "$TMP/src/go-hello" "$IMG_TAR" "$TMP/go-hello-tar.tar" --layer tar || prepared=0
+check "fabricks build --layer wasm" build_image "$TMP/src/go-hello" "$IMG_WASM" "$TMP/go-hello-wasm.tar" --layer wasm
 check "the tar-layer image holds /go-hello.wasm" extract_module || prepared=0
 check "harness pause image" make_pause_image
 if ((prepared == 0)); then
@@ -578,7 +276,7 @@ make_rootfses
 
 for F in "${flavours[@]}"; do
 	flavour_cases
-	check "down" containerd_down
+	check "down" harness_down
 	check "leftovers after down: no shim, mount or state" nothing_left
 	F=''
 done

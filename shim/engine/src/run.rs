@@ -93,9 +93,17 @@ fn exit_status(result: Result<()>, stop: &Stopper, trap_sink: TrapSink, program:
     if let Some(exit) = err.downcast_ref::<I32Exit>() {
         return exit.0;
     }
-    log::error!("{program} trapped: {err:?}");
+    let report = trap_report(&err);
+    log::error!("{program} trapped: {report}");
     if let Some(mut sink) = trap_sink {
-        let _ = writeln!(sink, "Error: {program} trapped: {err:?}");
+        let _ = writeln!(sink, "Error: {program} trapped: {report}");
     }
     TRAP_EXIT_CODE
+}
+
+/// The trap and its wasm backtrace, one cause per paragraph. Not `{:?}`: that would add the
+/// host's Rust backtrace whenever RUST_BACKTRACE is set in containerd's environment.
+fn trap_report(err: &anyhow::Error) -> String {
+    let causes: Vec<String> = err.chain().map(ToString::to_string).collect();
+    causes.join("\n\nCaused by:\n    ")
 }
