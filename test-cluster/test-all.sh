@@ -34,6 +34,8 @@ echo "== end to end: command modules"
 test-cluster/e2e.sh 1.6 2 2>&1 | tee "$log/e2e" || rc=1
 echo "== end to end: HTTP services"
 test-cluster/e2e-http.sh 1.6 2 2>&1 | tee -a "$log/e2e" || rc=1
+echo "== end to end: registries"
+test-cluster/e2e-registry.sh 2>&1 | tee -a "$log/e2e" || rc=1
 
 # One closing line for the whole run, so a run that tested nothing shows.
 passed=0 failed=0

@@ -2,8 +2,10 @@
 
 use crate::cli::BuildArgs;
 use crate::compile::{self, Compiled};
+use crate::oci_archive::PushableImage;
 use crate::progress::Step;
 use crate::project::Project;
+use crate::{provenance, push};
 use anyhow::{ensure, Context, Result};
 use fabricks_image::{
     fabricks_listen, write_archive_file, ImageOptions, ListenSpec, Reference, WasmImage,
@@ -25,6 +27,16 @@ pub fn build(args: BuildArgs) -> Result<()> {
     let image = WasmImage::build(&module, &options)?;
     write_archive_file(&image, &output)?;
     step.done(format!("Wrote {}", output.display()));
+
+    if let Some(target) = &args.push {
+        let reference: Reference = target.parse().context("in --push")?;
+        let report = push::push(
+            &PushableImage::from_image(&image),
+            &reference,
+            &args.registry,
+        )?;
+        return push::print_report(&report, args.json);
+    }
 
     println!("image:  {}", image.reference());
     println!("digest: {}", image.manifest_blob().digest());
@@ -64,9 +76,10 @@ fn image_options(
     compiled: &Compiled,
     listen: ListenSpec,
 ) -> Result<ImageOptions> {
-    let reference = match &args.tag {
-        Some(tag) => tag.parse().context("in -t/--tag")?,
-        None => Reference::localhost(&compiled.name)
+    let reference = match (&args.tag, &args.push) {
+        (Some(tag), _) => tag.parse().context("in -t/--tag")?,
+        (None, Some(push)) => push.parse().context("in --push")?,
+        (None, None) => Reference::localhost(&compiled.name)
             .with_context(|| format!("naming the image after the directory {:?}", compiled.name))?,
     };
     let mut options = ImageOptions::new(reference, compiled.entrypoint());
@@ -74,6 +87,10 @@ fn image_options(
     options.env = args.env.clone();
     options.labels = args.label.iter().cloned().collect();
     options.listen = listen;
-    options.annotations = args.annotation.iter().cloned().collect();
+    let created = fabricks_image::source_date_epoch()?;
+    options.created = Some(created);
+    // Given --annotation values win over what is found out.
+    options.annotations = provenance::annotations(&args.dir, created);
+    options.annotations.extend(args.annotation.iter().cloned());
     Ok(options)
 }

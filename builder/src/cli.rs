@@ -17,6 +17,60 @@ pub struct Cli {
 pub enum Command {
     Build(BuildArgs),
     Run(RunArgs),
+    Push(PushArgs),
+}
+
+/// How to reach a registry and whom to be there.
+///
+/// Credentials come from --username with --password-stdin, else from
+/// FABRICKS_REGISTRY_USERNAME/FABRICKS_REGISTRY_PASSWORD, else from the docker
+/// config ($DOCKER_CONFIG/config.json or ~/.docker/config.json: `credHelpers`,
+/// `credsStore`, `auths`), else none.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RegistryArgs {
+    /// Speak plain HTTP to the registry (the default for localhost, 127.0.0.1 and [::1]).
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// Registry user name (the password from --password-stdin or FABRICKS_REGISTRY_PASSWORD).
+    #[arg(long, value_name = "USER")]
+    pub username: Option<String>,
+
+    /// Read the registry password from stdin.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+impl RegistryArgs {
+    pub fn auth_flags(&self) -> crate::auth::Flags {
+        crate::auth::Flags {
+            username: self.username.clone(),
+            password_stdin: self.password_stdin,
+        }
+    }
+}
+
+/// Push an image archive (as `fabricks build` writes it) to a registry.
+///
+/// Blobs the registry already has are not uploaded again. The manifest goes
+/// up by digest, then a one-entry image index (platform wasi/wasm) under TAG.
+/// Prints the digest the tag points to.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// OCI image-layout archive.
+    #[arg(value_name = "IMAGE.tar")]
+    pub image: PathBuf,
+
+    /// Where to push, REGISTRY/REPO:TAG, e.g. 127.0.0.1:5000/examples/go-hello:dev.
+    #[arg(value_name = "REGISTRY/REPO:TAG")]
+    pub reference: String,
+
+    /// Print {"reference", "digest", "uploaded_bytes", "skipped_blobs", …} as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// Compile a project to a WASI preview-1 module and pack it as an OCI image archive.
@@ -70,6 +124,17 @@ pub struct BuildArgs {
     /// Manifest annotation, e.g. org.opencontainers.image.source=URL (repeatable).
     #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
     pub annotation: Vec<(String, String)>,
+
+    /// Also push the image to REGISTRY/REPO:TAG (it is then the image's name unless -t is given).
+    #[arg(long, value_name = "REGISTRY/REPO:TAG")]
+    pub push: Option<String>,
+
+    /// With --push: print the push result as JSON instead of text.
+    #[arg(long, requires = "push")]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -89,7 +154,10 @@ impl From<LayerArg> for LayerKind {
     }
 }
 
-/// Run a project or a .wasm module in this process, on the engine the shim uses.
+/// Run a project, a .wasm module or an image in a registry in this process, on the engine the shim uses.
+///
+/// A REGISTRY/REPO:TAG target is pulled first; it must be a wasi/wasm image,
+/// whose module is the wasm layer or the tar layer's entrypoint file.
 ///
 /// A directory is built first as `fabricks build` would (into DIR/.fabricks/),
 /// without making an image. The module sees its arguments, the --env
@@ -103,7 +171,7 @@ impl From<LayerArg> for LayerKind {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Project directory or compiled module (.wasm).
-    #[arg(value_name = "DIR|MODULE.wasm")]
+    #[arg(value_name = "DIR|MODULE.wasm|REGISTRY/REPO:TAG")]
     pub target: PathBuf,
 
     /// Environment variable for the module; KEY alone passes this process's value (repeatable).
@@ -134,6 +202,9 @@ pub struct RunArgs {
     /// Arguments for the module, after `--`.
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {

@@ -1,11 +1,17 @@
 //! `fabricks`: builds Go (and later .NET) projects into WebAssembly OCI images
 //! for the Fabricks containerd shim, and runs them on the shim's engine.
 
+mod auth;
 mod build;
 mod cli;
 mod compile;
+mod oci_archive;
 mod progress;
 mod project;
+mod provenance;
+mod pull;
+mod push;
+mod registry;
 mod run;
 mod signals;
 mod toolchain;
@@ -23,6 +29,9 @@ fn main() {
     let cli = Cli::parse();
     let status = match cli.command {
         Command::Build(args) => build::build(args)
+            .map(|()| 0)
+            .unwrap_or_else(|err| report(err, 1)),
+        Command::Push(args) => push::push_command(args)
             .map(|()| 0)
             .unwrap_or_else(|err| report(err, 1)),
         Command::Run(args) => run::run(args).unwrap_or_else(|err| report(err, RUN_FAILED)),

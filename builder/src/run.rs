@@ -13,7 +13,15 @@ use std::path::{Path, PathBuf};
 /// Runs the module and returns its exit status.
 pub fn run(args: RunArgs) -> Result<i32> {
     let listen = listen_spec(&args)?;
-    let (path, program) = module_for(&args.target)?;
+    let (path, program) = match crate::pull::remote_reference(&args.target) {
+        Some(reference) => {
+            let step = Step::start(format!("Pulling {reference}"));
+            let pulled = crate::pull::pull_module(&reference, &args.registry, &pulled_dir()?)?;
+            step.done(format!("Pulled {reference}"));
+            (pulled.path, pulled.entrypoint)
+        }
+        None => module_for(&args.target)?,
+    };
     let engine = Engine::new(EngineOptions {
         cache_dir: cache_dir()?,
         compiler: Compiler::InProcess,
@@ -48,7 +56,9 @@ fn listen_spec(args: &RunArgs) -> Result<ListenSpec> {
         false => Project::default(),
     };
     let spec = project.listen_spec(&args.listen)?;
-    args.publish.iter().try_fold(spec, |spec, p| publish(spec, p))
+    args.publish
+        .iter()
+        .try_fold(spec, |spec, p| publish(spec, p))
 }
 
 /// Moves the endpoint serving PORT to `[IP:]HOST_PORT`, keeping its name.
@@ -56,23 +66,32 @@ fn publish(spec: ListenSpec, mapping: &str) -> Result<ListenSpec> {
     let (host, port) = mapping
         .rsplit_once(':')
         .with_context(|| format!("-p {mapping}: expected [IP:]HOST_PORT:PORT, e.g. 8080:8080"))?;
-    let port: u16 = port.parse().with_context(|| format!("-p {mapping}: {port:?} is not a port"))?;
-    let target = spec.endpoints().iter().find(|e| e.port() == port).with_context(|| {
-        let names: Vec<String> = spec.endpoints().iter().map(ToString::to_string).collect();
-        format!(
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("-p {mapping}: {port:?} is not a port"))?;
+    let target =
+        spec.endpoints()
+            .iter()
+            .find(|e| e.port() == port)
+            .with_context(|| {
+                let names: Vec<String> = spec.endpoints().iter().map(ToString::to_string).collect();
+                format!(
             "-p {mapping}: the module has no listener on port {port} (its listen spec: {}); \
              give one with --listen or in fabricks.toml",
             if names.is_empty() { "none".to_string() } else { names.join(",") }
         )
-    })?;
+            })?;
     let host_addr = match host.rsplit_once(':') {
         Some((ip, host_port)) => format!("{ip}:{host_port}"),
         None => format!("{}:{host}", bracketed(target.addr.ip())),
     };
-    let entries = spec.endpoints().iter().map(|e| match e.name == target.name {
-        true => format!("{}={host_addr}", e.name),
-        false => format!("{}={}", e.name, e.addr),
-    });
+    let entries = spec
+        .endpoints()
+        .iter()
+        .map(|e| match e.name == target.name {
+            true => format!("{}={host_addr}", e.name),
+            false => format!("{}={}", e.name, e.addr),
+        });
     ListenSpec::parse_all(entries).with_context(|| format!("-p {mapping}"))
 }
 
@@ -126,6 +145,12 @@ fn load(engine: &Engine, path: &Path) -> Result<fabricks_engine::Module> {
     };
     step.done(done);
     Ok(module)
+}
+
+/// Modules pulled from registries: next to the module cache.
+fn pulled_dir() -> Result<PathBuf> {
+    let modules = cache_dir()?;
+    Ok(modules.with_file_name("pulled"))
 }
 
 /// `$XDG_CACHE_HOME/fabricks/modules`, else `~/.cache/fabricks/modules`.
@@ -244,10 +269,19 @@ mod tests {
     fn publish_moves_the_endpoint_of_a_port_and_keeps_its_name() {
         let spec: ListenSpec = "http=8080,admin=127.0.0.1:9090".parse().unwrap();
         let moved = publish(spec.clone(), "18080:8080").unwrap();
-        assert_eq!(moved.get("http").unwrap().addr, "0.0.0.0:18080".parse().unwrap());
-        assert_eq!(moved.get("admin").unwrap().addr, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(
+            moved.get("http").unwrap().addr,
+            "0.0.0.0:18080".parse().unwrap()
+        );
+        assert_eq!(
+            moved.get("admin").unwrap().addr,
+            "127.0.0.1:9090".parse().unwrap()
+        );
         let moved = publish(spec.clone(), "127.0.0.1:18081:9090").unwrap();
-        assert_eq!(moved.get("admin").unwrap().addr, "127.0.0.1:18081".parse().unwrap());
+        assert_eq!(
+            moved.get("admin").unwrap().addr,
+            "127.0.0.1:18081".parse().unwrap()
+        );
         let err = format!("{:#}", publish(spec.clone(), "1:7777").unwrap_err());
         assert!(err.contains("no listener on port 7777"), "{err}");
         let err = format!("{:#}", publish(spec, "8080").unwrap_err());

@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# End-to-end tests of `fabricks push`/`build --push`/`run REF` against a real private
+# docker-registry (test-cluster/registry.sh) and image pulls by real containerds (ctr, both
+# flavours through harness.sh).
+#
+# usage: e2e-registry.sh            (needs root, go, cargo; apt docker-registry apache2-utils skopeo)
+#
+# Prints `ok - name` / `not ok - name: why` (details on `#` lines), then `N passed, N failed`;
+# exits 1 if any case failed. Always stops what it started. Knobs:
+#   FABRICKS_HARNESS_DIR  work dir of the registries and containerds (default /tmp/fh-reg);
+#                         its registry data is wiped at start.
+#   FABRICKS_E2E_BUILD=0  skip `cargo build --release`
+#   FABRICKS_E2E_FLAVOURS containerd flavours to pull with (default "1.6 2")
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+export FABRICKS_HARNESS_DIR=${FABRICKS_HARNESS_DIR:-/tmp/fh-reg}
+FAB=${FABRICKS_CLI:-$REPO/target/release/fabricks}
+H=$HERE/harness.sh
+R=$HERE/registry.sh
+REG=127.0.0.1:5000
+AREG=127.0.0.1:5001
+HELLO=$REG/examples/go-hello:dev
+HTTP=$REG/examples/go-http:dev
+FLAVOURS=${FABRICKS_E2E_FLAVOURS:-1.6 2}
+TMP=$(mktemp -d /tmp/fabricks-e2e-registry.XXXXXX)
+PASSED=0 FAILED=0
+STARTED_FLAVOURS=()
+
+ok() {
+	echo "ok - $1"
+	PASSED=$((PASSED + 1))
+}
+not_ok() {
+	echo "not ok - $1: $2"
+	[[ -n ${3:-} ]] && sed 's/^/# /' <<<"$3"
+	FAILED=$((FAILED + 1))
+}
+# check NAME COND-COMMAND... : ok when the command succeeds, else not ok with $OUT as details.
+check() {
+	local name=$1 why=$2
+	shift 2
+	if "$@"; then ok "$name"; else not_ok "$name" "$why" "${OUT:-}"; fi
+}
+has() { grep -qiF -- "$1" <<<"$OUT"; }
+json() { jq -r "$1" <<<"$OUT" 2>/dev/null; }
+blob_uploads() { grep -cE '"(PUT|PATCH) /v2/[^ ]*/blobs/uploads/' "$FABRICKS_HARNESS_DIR/registry/registry.log" || true; }
+
+cleanup() {
+	local f
+	for f in "${STARTED_FLAVOURS[@]}"; do
+		"$H" down "$f" >/dev/null 2>&1 || echo "# harness down $f failed" >&2
+	done
+	"$R" down >/dev/null 2>&1
+	"$R" down --auth >/dev/null 2>&1
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- preparation ----------------------------------------------------------------------------
+if [[ ${FABRICKS_E2E_BUILD:-1} != 0 ]]; then
+	(cd "$REPO" && cargo build --release -q -p fabricks -p containerd-shim-fabricks 2>&1) >"$TMP/build.log" ||
+		{ cat "$TMP/build.log"; echo "0 passed, 1 failed"; exit 1; }
+fi
+rm -rf "$FABRICKS_HARNESS_DIR/registry" "$FABRICKS_HARNESS_DIR/registry-auth"
+OUT=$("$R" up 2>&1 && "$R" up --auth 2>&1)
+check "registries start (docker-registry on $REG, with htpasswd on $AREG)" "registry.sh up failed" test $? -eq 0
+
+# --- pushes -----------------------------------------------------------------------------------
+for ex in go-hello go-http; do
+	ref=$REG/examples/$ex:dev
+	JSON=$("$FAB" build "$REPO/examples/$ex" -o "$TMP/$ex.tar" --push "$ref" --json 2>"$TMP/$ex.err")
+	RC=$?
+	OUT="$JSON"$'\n'"$(cat "$TMP/$ex.err")"
+	bytes=$(jq -r .uploaded_bytes <<<"$JSON" 2>/dev/null)
+	digest=$(jq -r .digest <<<"$JSON" 2>/dev/null)
+	eval "DIGEST_${ex//-/_}=\$digest"
+	check "build --push $ref uploads its blobs (digest ${digest:-?})" "exit $RC, uploaded_bytes=${bytes:-?}" \
+		test "$RC" -eq 0 -a "${bytes:-0}" -gt 0 -a "${digest#sha256:}" != "$digest"
+done
+OUT=$(curl -s -H 'Accept: application/vnd.oci.image.index.v1+json' "http://$REG/v2/examples/go-hello/manifests/dev")
+check "the tag is an OCI index with one wasi/wasm manifest and annotations" "index: $(tail -c 400 <<<"$OUT")" \
+	bash -c '[[ $(jq -r ".manifests|length" <<<"$1" 2>/dev/null) == 1 && $(jq -r ".manifests[0].platform.os+\"/\"+.manifests[0].platform.architecture" <<<"$1") == wasi/wasm && $(jq -r ".annotations[\"org.opencontainers.image.created\"]" <<<"$1") != null ]]' _ "$(tail -n 1 <<<"$OUT")"
+
+before=$(blob_uploads)
+JSON=$("$FAB" push "$TMP/go-hello.tar" "$HELLO" --json 2>"$TMP/again.err")
+RC=$?
+OUT="$JSON"$'\n'"$(cat "$TMP/again.err")"
+after=$(blob_uploads)
+check "pushing the same image again uploads no blob" \
+	"exit $RC, uploaded_bytes=$(jq -r .uploaded_bytes <<<"$JSON" 2>/dev/null), skipped=$(jq -r .skipped_blobs <<<"$JSON" 2>/dev/null), blob uploads in the registry log $before -> $after" \
+	test "$RC" -eq 0 -a "$(jq -r .uploaded_bytes <<<"$JSON" 2>/dev/null)" = 0 -a \
+	"$(jq -r .skipped_blobs <<<"$JSON" 2>/dev/null)" = 2 -a "$before" = "$after"
+check "the second push gives the same digest and logs 'exists, skipped'" "digest $(jq -r .digest <<<"$JSON" 2>/dev/null) vs $DIGEST_go_hello" \
+	bash -c '[[ $1 == "$2" ]] && grep -q "exists, skipped" "$3"' _ "$(jq -r .digest <<<"$JSON" 2>/dev/null)" "$DIGEST_go_hello" "$TMP/again.err"
+
+# --- fabricks run REF -----------------------------------------------------------------------
+OUT=$("$FAB" run "$HELLO" -- a b 2>&1)
+RC=$?
+check "fabricks run $HELLO -- a b" "exit $RC" \
+	bash -c '[[ $2 == 0 ]] && grep -q "Hello from Fabricks!" <<<"$1" && grep -qF "args: [\"a\" \"b\"]" <<<"$1"' _ "$OUT" "$RC"
+
+JSON=$("$FAB" build "$REPO/examples/go-hello" --layer wasm -o "$TMP/go-hello-wasm.tar" \
+	--push "$REG/examples/go-hello:wasm" --json 2>"$TMP/wasm.err") &&
+	OUT=$("$FAB" run "$REG/examples/go-hello:wasm" -- w 2>&1)
+RC=$?
+check "a wasm-layer image pushes and runs from the registry" "exit $RC" \
+	bash -c '[[ $2 == 0 ]] && grep -q "Hello from Fabricks!" <<<"$1" && grep -qF "args: [\"w\"]" <<<"$1"' _ "$OUT" "$RC"
+
+# --- containerd pulls and runs ----------------------------------------------------------------
+for f in $FLAVOURS; do
+	OUT=$("$H" up "$f" 2>&1)
+	if [[ $? -ne 0 ]]; then
+		not_ok "[$f] harness up" "harness.sh up $f failed" "$OUT"
+		continue
+	fi
+	STARTED_FLAVOURS+=("$f")
+	# 2.x pulls through its transfer service, whose unpacker knows only the host platform:
+	# --local pulls (and unpacks for wasi/wasm) in ctr itself, as `images import --local` does.
+	local_pull=()
+	[[ $f == 1.6 ]] || local_pull=(--local)
+	for ref in "$HELLO" "$HTTP"; do
+		OUT=$("$H" ctr "$f" images pull "${local_pull[@]}" --plain-http --platform wasi/wasm "$ref" 2>&1)
+		check "[$f] ctr images pull --plain-http $ref" "exit $?" test $? -eq 0
+	done
+	OUT=$(timeout 120 "$H" ctr "$f" run --rm --platform wasi/wasm --runtime io.containerd.fabricks.v1 \
+		"$HELLO" "reg-hello-$f" 2>&1)
+	RC=$?
+	check "[$f] ctr run --rm (fabricks runtime) $HELLO greets" "exit $RC" \
+		bash -c '[[ $2 == 0 ]] && grep -q "Hello from Fabricks!" <<<"$1"' _ "$OUT" "$RC"
+	OUT=$("$H" down "$f" 2>&1) && unset 'STARTED_FLAVOURS[-1]'
+done
+
+# --- credentials --------------------------------------------------------------------------------
+mkdir -p "$TMP/nodocker"
+OUT=$(DOCKER_CONFIG=$FABRICKS_HARNESS_DIR/registry-auth/docker FABRICKS_REGISTRY_USERNAME= \
+	"$FAB" push "$TMP/go-hello.tar" "$AREG/examples/go-hello:dev" 2>&1)
+RC=$?
+check "push to the htpasswd registry with DOCKER_CONFIG credentials" "exit $RC" test $RC -eq 0
+OUT=$(DOCKER_CONFIG=$TMP/nodocker FABRICKS_REGISTRY_USERNAME= \
+	"$FAB" push "$TMP/go-hello.tar" "$AREG/examples/go-hello:anon" 2>&1)
+RC=$?
+check "push without credentials fails naming 401 and the registry" "exit $RC" \
+	bash -c '[[ $2 != 0 ]] && grep -qi "401\|unauthorized" <<<"$1" && grep -qF "127.0.0.1:5001" <<<"$1"' _ "$OUT" "$RC"
+# A push that failed half-way (credentials refused) leaves nothing in the way of a retry.
+OUT=$(DOCKER_CONFIG=$TMP/nodocker "$FAB" push "$TMP/go-http.tar" "$AREG/examples/go-http:retry" 2>&1)
+OUT=$OUT$'\n'$(DOCKER_CONFIG=$FABRICKS_HARNESS_DIR/registry-auth/docker \
+	"$FAB" push "$TMP/go-http.tar" "$AREG/examples/go-http:retry" 2>&1)
+RC=$?
+check "a push retried after a refused one succeeds" "exit $RC" test $RC -eq 0
+OUT=$(DOCKER_CONFIG=$TMP/nodocker FABRICKS_REGISTRY_PASSWORD=wrong \
+	"$FAB" push "$TMP/go-hello.tar" "$AREG/examples/go-hello:wrong" --username fabricks 2>&1)
+RC=$?
+check "push with a wrong password fails naming 401 and the registry" "exit $RC" \
+	bash -c '[[ $2 != 0 ]] && grep -qi "401" <<<"$1" && grep -qF "127.0.0.1:5001" <<<"$1"' _ "$OUT" "$RC"
+OUT=$(printf 'fabricks-secret\n' | DOCKER_CONFIG=$TMP/nodocker \
+	"$FAB" run "$AREG/examples/go-hello:dev" --username fabricks --password-stdin -- x 2>&1)
+RC=$?
+check "run from the htpasswd registry with --username/--password-stdin" "exit $RC" \
+	bash -c '[[ $2 == 0 ]] && grep -q "Hello from Fabricks!" <<<"$1"' _ "$OUT" "$RC"
+
+# --- failures -----------------------------------------------------------------------------------
+OUT=$("$FAB" push "$TMP/go-hello.tar" 127.0.0.1:5999/examples/go-hello:dev 2>&1)
+RC=$?
+check "push to an unreachable registry fails clearly" "exit $RC" \
+	bash -c '[[ $2 != 0 ]] && grep -qF "cannot reach the registry 127.0.0.1:5999" <<<"$1" && grep -qi "refused" <<<"$1"' _ "$OUT" "$RC"
+OUT=$("$FAB" run "$REG/examples/go-hello:no-such-tag" 2>&1)
+RC=$?
+check "run of a missing tag fails clearly" "exit $RC" \
+	bash -c '[[ $2 != 0 ]] && grep -qi "not found" <<<"$1" && grep -qF "404" <<<"$1" && grep -qF "127.0.0.1:5000" <<<"$1"' _ "$OUT" "$RC"
+OUT=$("$FAB" run "$REG/examples/no-such-repo:dev" 2>&1)
+RC=$?
+check "run of a missing repository fails clearly" "exit $RC" \
+	bash -c '[[ $2 != 0 ]] && grep -qi "not found" <<<"$1" && grep -qF "127.0.0.1:5000" <<<"$1"' _ "$OUT" "$RC"
+OUT=$("$H" pause-image "$TMP/pause.tar" 2>&1) &&
+	OUT=$(skopeo copy -q --dest-tls-verify=false "oci-archive:$TMP/pause.tar" "docker://$REG/fabricks/pause:3" 2>&1) &&
+	OUT=$("$FAB" run "$REG/fabricks/pause:3" 2>&1)
+RC=$?
+check "run of a linux image fails: not a wasm image (platform linux/amd64)" "exit $RC" \
+	bash -c '[[ $2 != 0 ]] && grep -qF "fabricks/pause:3 is not a wasm image (platform linux/amd64)" <<<"$1"' _ "$OUT" "$RC"
+
+echo "$PASSED passed, $FAILED failed"
+[[ $FAILED == 0 ]]
