@@ -19,8 +19,8 @@ export FABRICKS_HARNESS_DIR=${FABRICKS_HARNESS_DIR:-/tmp/fh-reg}
 FAB=${FABRICKS_CLI:-$REPO/target/release/fabricks}
 H=$HERE/harness.sh
 R=$HERE/registry.sh
-REG=127.0.0.1:5000
-AREG=127.0.0.1:5001
+REG=127.0.0.1:${FABRICKS_REGISTRY_PORT:-5000}
+AREG=127.0.0.1:$((${FABRICKS_REGISTRY_PORT:-5000} + 1))
 HELLO=$REG/examples/go-hello:dev
 HTTP=$REG/examples/go-http:dev
 FLAVOURS=${FABRICKS_E2E_FLAVOURS:-1.6 2}
@@ -143,7 +143,7 @@ OUT=$(DOCKER_CONFIG=$TMP/nodocker FABRICKS_REGISTRY_USERNAME= \
 	"$FAB" push "$TMP/go-hello.tar" "$AREG/examples/go-hello:anon" 2>&1)
 RC=$?
 check "push without credentials fails naming 401 and the registry" "exit $RC" \
-	bash -c '[[ $2 != 0 ]] && grep -qi "401\|unauthorized" <<<"$1" && grep -qF "127.0.0.1:5001" <<<"$1"' _ "$OUT" "$RC"
+	bash -c '[[ $2 != 0 ]] && grep -qi "401\|unauthorized" <<<"$1" && grep -qF "$3" <<<"$1"' _ "$OUT" "$RC" "$AREG"
 # A push that failed half-way (credentials refused) leaves nothing in the way of a retry.
 OUT=$(DOCKER_CONFIG=$TMP/nodocker "$FAB" push "$TMP/go-http.tar" "$AREG/examples/go-http:retry" 2>&1)
 OUT=$OUT$'\n'$(DOCKER_CONFIG=$FABRICKS_HARNESS_DIR/registry-auth/docker \
@@ -154,7 +154,7 @@ OUT=$(DOCKER_CONFIG=$TMP/nodocker FABRICKS_REGISTRY_PASSWORD=wrong \
 	"$FAB" push "$TMP/go-hello.tar" "$AREG/examples/go-hello:wrong" --username fabricks 2>&1)
 RC=$?
 check "push with a wrong password fails naming 401 and the registry" "exit $RC" \
-	bash -c '[[ $2 != 0 ]] && grep -qi "401" <<<"$1" && grep -qF "127.0.0.1:5001" <<<"$1"' _ "$OUT" "$RC"
+	bash -c '[[ $2 != 0 ]] && grep -qi "401" <<<"$1" && grep -qF "$3" <<<"$1"' _ "$OUT" "$RC" "$AREG"
 OUT=$(printf 'fabricks-secret\n' | DOCKER_CONFIG=$TMP/nodocker \
 	"$FAB" run "$AREG/examples/go-hello:dev" --username fabricks --password-stdin -- x 2>&1)
 RC=$?
@@ -169,11 +169,11 @@ check "push to an unreachable registry fails clearly" "exit $RC" \
 OUT=$("$FAB" run "$REG/examples/go-hello:no-such-tag" 2>&1)
 RC=$?
 check "run of a missing tag fails clearly" "exit $RC" \
-	bash -c '[[ $2 != 0 ]] && grep -qi "not found" <<<"$1" && grep -qF "404" <<<"$1" && grep -qF "127.0.0.1:5000" <<<"$1"' _ "$OUT" "$RC"
+	bash -c '[[ $2 != 0 ]] && grep -qi "not found" <<<"$1" && grep -qF "404" <<<"$1" && grep -qF "$3" <<<"$1"' _ "$OUT" "$RC" "$REG"
 OUT=$("$FAB" run "$REG/examples/no-such-repo:dev" 2>&1)
 RC=$?
 check "run of a missing repository fails clearly" "exit $RC" \
-	bash -c '[[ $2 != 0 ]] && grep -qi "not found" <<<"$1" && grep -qF "127.0.0.1:5000" <<<"$1"' _ "$OUT" "$RC"
+	bash -c '[[ $2 != 0 ]] && grep -qi "not found" <<<"$1" && grep -qF "$3" <<<"$1"' _ "$OUT" "$RC" "$REG"
 OUT=$("$H" pause-image "$TMP/pause.tar" 2>&1) &&
 	OUT=$(skopeo copy -q --dest-tls-verify=false "oci-archive:$TMP/pause.tar" "docker://$REG/fabricks/pause:3" 2>&1) &&
 	OUT=$("$FAB" run "$REG/fabricks/pause:3" 2>&1)

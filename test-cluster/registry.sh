@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A private Debian `docker-registry` on 127.0.0.1 for the registry tests.
-#   registry.sh up [--auth]     start it (port 5000; --auth: port 5001 with an htpasswd user)
+#   registry.sh up [--auth]     start it (port ${FABRICKS_REGISTRY_PORT:-5000}; --auth: that + 1, with an htpasswd user)
 #   registry.sh down [--auth]   stop exactly the process `up` started
 #   registry.sh status [--auth] print its address if running (exit 1 if not)
 # Everything lives under ${FABRICKS_HARNESS_DIR:-/tmp/fabricks-harness}/registry[-auth]:
@@ -20,6 +20,8 @@ die() {
 	exit 1
 }
 
+PORT=${FABRICKS_REGISTRY_PORT:-5000}
+[[ $PORT =~ ^[0-9]+$ ]] || die "FABRICKS_REGISTRY_PORT must be a port number"
 cmd=${1:-}
 [[ -n $cmd ]] || usage
 shift
@@ -31,9 +33,9 @@ for arg in "$@"; do
 	esac
 done
 if $AUTH; then
-	DIR=$BASE/registry-auth PORT=5001
+	DIR=$BASE/registry-auth PORT=$((PORT + 1))
 else
-	DIR=$BASE/registry PORT=5000
+	DIR=$BASE/registry
 fi
 ADDR=127.0.0.1:$PORT
 PIDFILE=$DIR/registry.pid
