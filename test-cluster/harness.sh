@@ -63,7 +63,7 @@ flavour() {
 	# (but only one harness dir per flavour with CRI: the bridge carries its owner's $W).
 	# $FABRICKS_NET_ID (1-60) moves both to their own bridge and subnet, for a second harness dir.
 	local id=${FABRICKS_NET_ID:-0}
-	[[ $id =~ ^[0-9]+$ ]] && ((id <= 60)) || die "FABRICKS_NET_ID must be a number from 0 to 60"
+	if ! [[ $id =~ ^[0-9]+$ ]] || ((id > 60)); then die "FABRICKS_NET_ID must be a number from 0 to 60"; fi
 	if [[ $F == 2 ]]; then BRIDGE=fbr2 SUBNET=10.244.$((78 + 2 * id)); else BRIDGE=fbr16 SUBNET=10.244.$((77 + 2 * id)); fi
 	((id == 0)) || BRIDGE=$BRIDGE-$id
 	CNI_NET=fabricks-$F
