@@ -65,8 +65,9 @@ flavour() {
 	local id=${FABRICKS_NET_ID:-0}
 	if ! [[ $id =~ ^[0-9]+$ ]] || ((id > 60)); then die "FABRICKS_NET_ID must be a number from 0 to 60"; fi
 	if [[ $F == 2 ]]; then BRIDGE=fbr2 SUBNET=10.244.$((78 + 2 * id)); else BRIDGE=fbr16 SUBNET=10.244.$((77 + 2 * id)); fi
-	((id == 0)) || BRIDGE=$BRIDGE-$id
 	CNI_NET=fabricks-$F
+	# Also the namespace: every containerd here shares /run/containerd/runc/<ns>/<id>.
+	if ((id > 0)); then BRIDGE=$BRIDGE-$id NS=$NS-$id CNI_NET=$CNI_NET-$id; fi
 }
 
 # 2.x's ctr warns on every call that cgroup v1 is deprecated: true of the host, noise in tests.
