@@ -2,7 +2,8 @@
 # End-to-end tests of containerd-shim-fabricks-v1 against a real (private) containerd, driven
 # through ctr: images built by `fabricks build`, args/env/exit status/stdin, a wasm-layer
 # image, bind mounts, broken modules, missing entrypoints, kills, traps, a native entrypoint
-# delegated to runc, the compile cache, and nothing left behind.
+# delegated to runc, the compile cache (compiled once, cached later starts, swept with the
+# image), memory limits, cgroup placement, and nothing left behind.
 #
 # usage: e2e.sh [1.6|2]...      (default: both flavours; needs root, go and cargo)
 #
@@ -216,6 +217,91 @@ compiled_once() {
 	compgen -G "$W/cache/*/$DIGEST.cwasm" >/dev/null || why "no $W/cache/*/$DIGEST.cwasm"
 }
 
+# A later start loads the cached module: a `using cached module` line, no `compiled module`.
+second_start_cached() {
+	local before
+	before=$(wc -l <"$W/containerd.log")
+	run_ctr run --rm --runtime "$RT" "$IMG_TAR" e2e-cached
+	expect_rc 0 && expect_gone e2e-cached || return
+	tail -n +"$((before + 1))" "$W/containerd.log" >"$TMP/start-log"
+	grep -q "using cached module .*/$DIGEST\.cwasm" "$TMP/start-log" ||
+		why "no \"using cached module .../$DIGEST.cwasm\" in the shim log of this start" || return
+	! grep -q "compiled module" "$TMP/start-log" || why "this start compiled: $(grep -m 1 'compiled module' "$TMP/start-log")"
+}
+
+# memory_case ID LIMIT_BYTES MIB: go-hello allocates MIB MiB under --memory-limit LIMIT.
+memory_case() {
+	run_ctr run --rm --runtime "$RT" --memory-limit "$2" "$IMG_TAR" "$1" /go-hello.wasm --alloc-mib "$3"
+}
+
+memory_within_limit() {
+	memory_case e2e-mem-ok $((64 << 20)) 8
+	expect_rc 0 && expect_out "allocated 8 MiB" && expect_gone e2e-mem-ok
+}
+
+# Past the limit: status 137 (as an OOM-killed process), the reason on stderr and a TaskOOM
+# event (what makes CRI report OOMKilled).
+memory_past_limit() {
+	local events=$TMP/events-$F rc=0
+	c events >"$events" 2>&1 &
+	local watcher=$!
+	memory_case e2e-mem-oom $((32 << 20)) 64
+	kill "$watcher" 2>/dev/null
+	wait "$watcher" 2>/dev/null || true
+	expect_rc 137 && expect_err_re 'out of memory: the module asked for [0-9.]+ MiB of linear memory, past the container.s memory limit of 32\.0 MiB' || return
+	[[ $OUT != *"allocated 64 MiB"* ]] || why "the module allocated past its limit" || return
+	grep -q '/tasks/oom.*e2e-mem-oom' "$events" || why "no /tasks/oom event for e2e-mem-oom: $(grep -c . "$events") events seen" || return
+	expect_gone e2e-mem-oom
+}
+
+# The module thread runs in the container's cpu and cpuacct cgroups with its CPU limit; they
+# are gone after delete.
+cgroup_placement() {
+	local id=e2e-cgroup dir tid shim
+	run_ctr run -d --runtime "$RT" --cpus 0.5 "$IMG_TAR" "$id" /go-hello.wasm --sleep 300s
+	expect_rc 0 && wait_status "$id" RUNNING 30 || return
+	shim=$(task_pid "$id")
+	for dir in /sys/fs/cgroup/cpu/$NS/$id /sys/fs/cgroup/cpuacct/$NS/$id; do
+		[[ -d $dir ]] || why "no cgroup $dir" || return
+		tid=$(head -n 1 "$dir/tasks")
+		[[ -n $tid && -d /proc/$shim/task/$tid ]] || why "$dir/tasks holds '$tid', not a thread of the shim (pid $shim)" || return
+		[[ $(grep -c . "$dir/tasks") == 1 ]] || why "$dir/tasks holds $(grep -c . "$dir/tasks") threads, want the module's one" || return
+	done
+	[[ $(cat "/sys/fs/cgroup/cpu/$NS/$id/cpu.cfs_quota_us") == 50000 ]] ||
+		why "cpu.cfs_quota_us is $(cat "/sys/fs/cgroup/cpu/$NS/$id/cpu.cfs_quota_us"), want 50000 (--cpus 0.5)" || return
+	run_ctr task metrics "$id"
+	expect_rc 0 || return
+	run_ctr task kill -s SIGKILL "$id"
+	wait_status "$id" STOPPED "$STOP_WAIT" || return
+	run_ctr task rm "$id"
+	run_ctr containers rm "$id"
+	expect_rc 0 && expect_gone "$id" || return
+	for dir in /sys/fs/cgroup/cpu/$NS/$id /sys/fs/cgroup/cpuacct/$NS/$id; do
+		[[ ! -d $dir ]] || why "cgroup $dir left after delete" || return
+	done
+}
+
+# `ctr images rm` of every name an image's module came from, then a new shim: its sweep
+# removes the compiled module (and its origins record).
+cache_swept_with_image() {
+	local entry i names
+	entry=$(compgen -G "$W/cache/*/$DIGEST.cwasm") || why "no cached $DIGEST.cwasm to sweep" || return
+	wait_file "${entry%.cwasm}.origins" "$IMG_TAR" 30 || return
+	names=$(cut -f2 "${entry%.cwasm}.origins" | sort -u)
+	for i in $names; do
+		run_ctr images rm "$i"
+		expect_rc 0 || return
+	done
+	# Any new shim sweeps: one running a module from a plain root filesystem.
+	run_ctr run --rm --runtime "$RT" --rootfs "$TMP/rootfs/trap" e2e-sweeper /trap.wasm
+	for ((i = 0; i < 100; i++)); do
+		[[ -e $entry ]] || break
+		sleep 0.2
+	done
+	[[ ! -e $entry ]] || why "$entry still there after removing $(echo $names) and starting a new shim" || return
+	[[ ! -e ${entry%.cwasm}.origins ]] || why "${entry%.cwasm}.origins left behind"
+}
+
 flavour_cases() {
 	use_flavour
 	check "containerd up" harness_up || return
@@ -250,6 +336,11 @@ flavour_cases() {
 	check "import the native pause image" import_image "$TMP/pause.tar" "$PAUSE"
 	check "native pause runs under runc through the shim, stops on SIGTERM" pause_native
 	check "the module compiled once and is in the cache" compiled_once
+	check "a later start does no compilation (\"using cached module\")" second_start_cached
+	check "within --memory-limit: the module allocates and exits 0" memory_within_limit
+	check "past --memory-limit: exit 137, the reason on stderr, a TaskOOM event" memory_past_limit
+	check "the module thread is in the container's cpu/cpuacct cgroups, gone after delete" cgroup_placement
+	check "removing the image's names: the next shim's sweep removes its compiled module" cache_swept_with_image
 }
 
 # --- main ----------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ usage: $0 COMMAND [1.6|2] [ARGS...]      (flavour defaults to \${FABRICKS_FLAVOU
                          commands: runp, create, start, inspectp, logs, stopp, rmp, pull, ps…)
   env                    shell exports for other clients (CONTAINERD_ADDRESS, ...)
   down                   kill its tasks, stop it, unmount and remove its state (keeps containerd.log)
-  leftovers              print processes/mounts/state of ours still present; exit 1 if any
+  leftovers              print processes/mounts/cgroups/state/cache temp files of ours still present; exit 1 if any
   pause-image OUT.tar [REF]   static native pause as an OCI archive (default localhost/fabricks/pause:3)
 EOF
 	exit 2
@@ -131,6 +131,21 @@ container_procs() {
 	while read -r ns id; do
 		cat /sys/fs/cgroup/{,*/}"$ns/$id"/cgroup.procs 2>/dev/null || true
 	done < <(known_containers | sort -u) | sort -un
+}
+
+# Container cgroups (v1 hierarchies or v2) of our namespace, and of our containers in others
+# (CRI's k8s.io is shared with other harnesses). Parents (/<ns>) are not garbage: runc keeps them too.
+our_cgroups() {
+	local d ns id
+	for d in /sys/fs/cgroup/{,*/}"$NS"/*/; do
+		if [[ -d $d ]]; then echo "${d%/}"; fi
+	done
+	while read -r ns id; do
+		[[ $ns != "$NS" ]] || continue
+		for d in /sys/fs/cgroup/{,*/}"$ns/$id"; do
+			if [[ -d $d ]]; then echo "$d"; fi
+		done
+	done < <(known_containers | sort -u)
 }
 
 our_namespaces() {
@@ -537,6 +552,8 @@ cmd_leftovers() {
 		for id in "$W"/*; do
 			case ${id##*/} in containerd.log | containers | '*') ;; *) echo "state $id" ;; esac
 		done
+		our_cgroups | sed 's/^/cgroup /'
+		for id in "$W"/cache/*/*.tmp*; do if [[ -e $id ]]; then echo "cache temp file $id"; fi; done
 	)
 	[[ -z $out ]] || {
 		echo "$out"

@@ -43,6 +43,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         stdin: Stdio::Inherit,
         stdout: Stdio::Inherit,
         stderr: Stdio::Inherit,
+        // The CLI runs as the user's own process: no container limit to apply.
+        memory: Default::default(),
     };
     let stopper = Stopper::new();
     signals::forward_to(&stopper)?;

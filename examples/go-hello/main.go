@@ -17,6 +17,10 @@ import (
 // cannot be optimised into something the runtime never has to interrupt.
 var spinSink int
 
+// allocated keeps --alloc-mib's memory reachable, so the collector cannot
+// return it before the program reports it.
+var allocated [][]byte
+
 func main() {
 	exitCode := flag.Int("exit", 0, "exit with this status")
 	echoStdin := flag.Bool("stdin", false, "read all of stdin and print it back with its byte count")
@@ -25,6 +29,7 @@ func main() {
 	writePath := flag.String("write", "", "write --content to this file")
 	content := flag.String("content", "written by go-hello\n", "what --write writes")
 	readPath := flag.String("read", "", "print this file")
+	allocMiB := flag.Int("alloc-mib", 0, "allocate and touch this many MiB, one MiB at a time (to test memory limits)")
 	flag.Parse()
 
 	fmt.Println("Hello from Fabricks!")
@@ -50,6 +55,16 @@ func main() {
 		data, err := io.ReadAll(os.Stdin)
 		check(err, "read", "stdin")
 		fmt.Printf("stdin (%d bytes):\n%s", len(data), data)
+	}
+	if *allocMiB > 0 {
+		for i := 0; i < *allocMiB; i++ {
+			chunk := make([]byte, 1<<20)
+			for j := range chunk {
+				chunk[j] = byte(j)
+			}
+			allocated = append(allocated, chunk)
+		}
+		fmt.Printf("allocated %d MiB\n", *allocMiB)
 	}
 	if *sleep > 0 {
 		fmt.Printf("sleeping %s\n", *sleep)

@@ -28,15 +28,40 @@ pub struct Image {
 
 /// Container `id`'s image, or `None` when it was created without one (`ctr run --rootfs`).
 pub fn fetch(containerd: &str, namespace: &str, id: &str, with_wasm: bool) -> Result<Option<Image>> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(fetch_async(containerd, namespace, id, with_wasm))
+    block_on(fetch_async(containerd, namespace, id, with_wasm))
 }
 
 async fn fetch_async(containerd: &str, ns: &str, id: &str, with_wasm: bool) -> Result<Option<Image>> {
-    let socket = containerd.trim_start_matches("unix://");
-    let channel = containerd_client::connect(socket)
+    let channel = connect(containerd).await?;
+    let Some(image) = image_name(&channel, ns, id).await? else { return Ok(None) };
+    let target = ImagesClient::new(channel.clone())
+        .get(with_namespace!(GetImageRequest { name: image.clone() }, ns))
         .await
-        .with_context(|| format!("connecting to containerd at {socket}"))?;
+        .with_context(|| format!("looking up image {image}"))?
+        .into_inner()
+        .image
+        .and_then(|i| i.target)
+        .with_context(|| format!("image {image} has no target"))?;
+    let manifest = manifest_of(&channel, ns, &target.media_type, &target.digest).await?;
+    let config = read_blob(&channel, ns, manifest.config().digest().as_ref()).await?;
+    let config = ImageConfiguration::from_reader(&config[..]).context("parsing the image config")?;
+    let layer = manifest.layers().iter().find(|l| WASM_LAYER_TYPES.contains(&l.media_type().to_string().as_str()));
+    let wasm = match layer {
+        Some(layer) if with_wasm => {
+            log::info!("module from wasm layer {} of {image}", layer.digest());
+            Some(read_blob(&channel, ns, layer.digest().as_ref()).await?)
+        }
+        _ => None,
+    };
+    Ok(Some(Image { config, wasm }))
+}
+
+/// The image name container `id` was created from (`None`: none, `ctr run --rootfs`).
+pub fn name_of(containerd: &str, ns: &str, id: &str) -> Result<Option<String>> {
+    block_on(async { image_name(&connect(containerd).await?, ns, id).await })
+}
+
+async fn image_name(channel: &Channel, ns: &str, id: &str) -> Result<Option<String>> {
     let container = ContainersClient::new(channel.clone())
         .get(with_namespace!(GetContainerRequest { id: id.into() }, ns))
         .await
@@ -44,29 +69,28 @@ async fn fetch_async(containerd: &str, ns: &str, id: &str, with_wasm: bool) -> R
         .into_inner()
         .container
         .context("containerd returned no container")?;
-    if container.image.is_empty() {
-        return Ok(None);
-    }
-    let target = ImagesClient::new(channel.clone())
-        .get(with_namespace!(GetImageRequest { name: container.image.clone() }, ns))
-        .await
-        .with_context(|| format!("looking up image {}", container.image))?
-        .into_inner()
-        .image
-        .and_then(|i| i.target)
-        .with_context(|| format!("image {} has no target", container.image))?;
-    let manifest = manifest_of(&channel, ns, &target.media_type, &target.digest).await?;
-    let config = read_blob(&channel, ns, manifest.config().digest().as_ref()).await?;
-    let config = ImageConfiguration::from_reader(&config[..]).context("parsing the image config")?;
-    let layer = manifest.layers().iter().find(|l| WASM_LAYER_TYPES.contains(&l.media_type().to_string().as_str()));
-    let wasm = match layer {
-        Some(layer) if with_wasm => {
-            log::info!("module from wasm layer {} of {}", layer.digest(), container.image);
-            Some(read_blob(&channel, ns, layer.digest().as_ref()).await?)
+    Ok((!container.image.is_empty()).then_some(container.image))
+}
+
+/// Whether containerd still has image `name` in namespace `ns`.
+pub fn exists(containerd: &str, ns: &str, name: &str) -> Result<bool> {
+    block_on(async {
+        let channel = connect(containerd).await?;
+        match ImagesClient::new(channel).get(with_namespace!(GetImageRequest { name: name.into() }, ns)).await {
+            Ok(_) => Ok(true),
+            Err(status) if status.code() == containerd_client::tonic::Code::NotFound => Ok(false),
+            Err(status) => Err(status).with_context(|| format!("looking up image {name}")),
         }
-        _ => None,
-    };
-    Ok(Some(Image { config, wasm }))
+    })
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
+}
+
+async fn connect(containerd: &str) -> Result<Channel> {
+    let socket = containerd.trim_start_matches("unix://");
+    containerd_client::connect(socket).await.with_context(|| format!("connecting to containerd at {socket}"))
 }
 
 /// The image's manifest, choosing the `wasi/wasm` entry when the target is an index.

@@ -1,5 +1,6 @@
 //! containerd-shim-fabricks-v1: runs WASI preview-1 command modules as containerd tasks.
 
+mod cgroup;
 mod child;
 mod compiler;
 mod container;
@@ -11,7 +12,9 @@ mod native;
 mod service;
 mod shim;
 mod state;
+mod stats;
 mod stdio;
+mod sweep;
 mod wasm;
 
 const RUNTIME_ID: &str = "io.containerd.fabricks.v1";

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use containerd_shim::api::*;
 use containerd_shim::event::Event;
-use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskStart};
+use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskOOM, TaskStart};
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::types::task::Status;
 use containerd_shim::publisher::RemotePublisher;
@@ -17,12 +17,13 @@ use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
 use fabricks_engine::Engine;
 use oci_spec::runtime::Spec;
 
+use crate::cgroup::Cgroup;
 use crate::container::{Container, Workload};
 use crate::entrypoint::{self, Program};
 use crate::native::Runc;
 use crate::state::Exit;
 use crate::wasm::{Io, WasmTask};
-use crate::{image, listen, mounts};
+use crate::{image, listen, mounts, stats, sweep};
 
 /// How long a forced stop waits for the module thread to notice before the exit is
 /// reported anyway (a thread blocked in a host call notices when the call returns).
@@ -56,7 +57,15 @@ impl Service {
             return Ok(engine);
         }
         let engine = crate::compiler::engine()?;
-        Ok(self.engine.get_or_init(|| engine))
+        let mut first = false;
+        let engine = self.engine.get_or_init(|| {
+            first = true;
+            engine
+        });
+        if first {
+            sweep::sweep(engine, &self.containerd);
+        }
+        Ok(engine)
     }
 
     fn container(&self, id: &str) -> TtrpcResult<Arc<Container>> {
@@ -108,7 +117,11 @@ impl Service {
         let sockets = listen::bind(spec, &listen)?;
         mounts::bind_mounts(rootfs, spec.mounts().as_deref().unwrap_or_default())?;
         let io = Io { stdin: &req.stdin, stdout: &req.stdout, stderr: &req.stderr };
-        Ok(Workload::Wasm(WasmTask::prepare(self.engine()?, &wasm, spec, rootfs, io, sockets)?))
+        let place = || Cgroup::create(spec, &self.namespace, &req.id);
+        let engine = self.engine()?;
+        let task = WasmTask::prepare(engine, &wasm, spec, rootfs, io, sockets, place)?;
+        sweep::record_origin(engine, &self.containerd, &self.namespace, &req.id, spec, task.cache_entry().to_path_buf());
+        Ok(Workload::Wasm(task))
     }
 
     fn prepare_native(&self, req: &CreateTaskRequest, bundle: &Path) -> Result<Workload> {
@@ -132,7 +145,17 @@ impl Service {
         }
         let reporter = self.exit_reporter(container);
         match &container.workload {
-            Workload::Wasm(task) => task.start(&container.id, move |code| reporter(code as u32)),
+            Workload::Wasm(task) => {
+                let (publisher, ns, id) = (self.publisher.clone(), self.namespace.clone(), container.id.clone());
+                task.start(&container.id, move |code, out_of_memory| {
+                    // Before the exit, as the kernel's OOM notification precedes a killed
+                    // process's exit: containerd then records the reason (OOMKilled).
+                    if out_of_memory {
+                        publish(&publisher, &ns, TaskOOM { container_id: id, ..Default::default() });
+                    }
+                    reporter(code as u32)
+                })
+            }
             Workload::Native { pid, exits } => {
                 let exits = exits.lock().unwrap().take().context("task already started")?;
                 let pid = *pid as i32;
@@ -200,8 +223,9 @@ impl Service {
             bail!("task {} is still running: stop it before deleting it", container.id);
         }
         let exit = exit.unwrap_or_else(|| Exit { code: 0, at: crate::state::now() });
-        if let Workload::Native { .. } = container.workload {
-            self.runc.delete(&container.id, &container.bundle)?;
+        match &container.workload {
+            Workload::Native { .. } => self.runc.delete(&container.id, &container.bundle)?,
+            Workload::Wasm(task) => task.delete(),
         }
         crate::stdio::release_input(&container.stdio[0]);
         // Also detaches the bind mounts of a rootfs containerd did not mount for us.
@@ -331,6 +355,12 @@ impl Task for Service {
         let container = self.container(&req.id)?;
         let process = containerd_shim::protos::types::task::ProcessInfo { pid: container.pid(), ..Default::default() };
         Ok(PidsResponse { processes: vec![process], ..Default::default() })
+    }
+
+    fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
+        let container = self.container(&req.id)?;
+        let stats = stats::of(&container).map_err(|e| failed("stats", e))?;
+        Ok(StatsResponse { stats: MessageField::some(stats), ..Default::default() })
     }
 
     fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {

@@ -3,12 +3,13 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use fabricks_engine::{Command, Engine, Module, Preopen, Socket, Stdio, Stopper};
+use fabricks_engine::{CachePin, Command, Engine, MemoryLimit, Module, Preopen, Socket, Stdio, Stopper};
 use oci_spec::runtime::Spec;
 
+use crate::cgroup::Cgroup;
 use crate::stdio;
 
 pub struct WasmTask {
@@ -20,6 +21,11 @@ pub struct WasmTask {
     /// task's output before it deletes the task.
     stderr: Mutex<Option<File>>,
     stopper: Stopper,
+    memory: MemoryLimit,
+    /// The container's cpu/cpuacct cgroups, which the module thread joins.
+    cgroup: Option<Arc<Cgroup>>,
+    /// Keeps the compiled module's cache entry from being swept while the task exists.
+    pin: CachePin,
 }
 
 pub struct Io<'a> {
@@ -31,10 +37,10 @@ pub struct Io<'a> {
 impl WasmTask {
     /// Everything that can fail before the module runs fails here, at create time:
     /// compiling, imports WASI cannot satisfy, a missing `_start`, unopenable stdio.
-    pub fn prepare(engine: &Engine, wasm: &[u8], spec: &Spec, rootfs: &Path, io: Io, sockets: Vec<Socket>) -> Result<Self> {
+    pub fn prepare(engine: &Engine, wasm: &[u8], spec: &Spec, rootfs: &Path, io: Io, sockets: Vec<Socket>, place: impl FnOnce() -> Result<Option<Cgroup>>) -> Result<Self> {
         let process = spec.process().as_ref().context("the OCI spec has no process")?;
         let program = process.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
-        let module = engine.load_bytes(wasm).with_context(|| format!("loading {program}"))?;
+        let (module, pin) = engine.load_pinned(wasm).with_context(|| format!("loading {program}"))?;
         engine.check_command(&module, &program)?;
         let stdout = stdio::open_output(io.stdout)?;
         let stderr = stdio::open_output(io.stderr)?;
@@ -42,6 +48,7 @@ impl WasmTask {
             Stdio::File(f) => Some(f.try_clone().context("duplicating stderr")?),
             _ => None,
         };
+        let memory = memory_limit(spec);
         let command = Command {
             args: process.args().clone().unwrap_or_default(),
             env: process.env().iter().flatten().filter_map(|kv| split_env(kv)).collect(),
@@ -51,26 +58,35 @@ impl WasmTask {
             stdin: stdio::open_input(io.stdin)?,
             stdout,
             stderr,
+            memory: memory.clone(),
         };
+        // Last: nothing after it can fail, so a failed create leaves no cgroup behind.
+        let cgroup = place()?.map(Arc::new);
         Ok(Self {
             engine: engine.clone(),
             module,
             command: Mutex::new(Some(command)),
             stderr: Mutex::new(stderr_copy),
             stopper: Stopper::new(),
+            memory,
+            cgroup,
+            pin,
         })
     }
 
-    /// Runs the module on its own thread; `on_exit` gets its exit status.
-    pub fn start(&self, id: &str, on_exit: impl FnOnce(i32) + Send + 'static) -> Result<()> {
+    /// Runs the module on its own thread, inside the container's cgroups; `on_exit` gets
+    /// its exit status and whether it ran out of memory.
+    pub fn start(&self, id: &str, on_exit: impl FnOnce(i32, bool) + Send + 'static) -> Result<()> {
         let command = self.command.lock().unwrap().take().context("the task was already started")?;
         let (engine, module, stopper) = (self.engine.clone(), self.module.clone(), self.stopper.clone());
+        let (memory, cgroup) = (self.memory.clone(), self.cgroup.clone());
         let mut stderr = self.stderr.lock().unwrap().take();
         let id = id.to_string();
         std::thread::Builder::new()
             .name(format!("wasm-{}", &id[..id.len().min(8)]))
             .spawn(move || {
-                let code = engine.run(&module, command, &stopper).unwrap_or_else(|e| {
+                let entered = cgroup.as_ref().map_or(Ok(()), |c| c.enter());
+                let code = entered.and_then(|()| engine.run(&module, command, &stopper)).unwrap_or_else(|e| {
                     log::error!("task {id}: {e:#}");
                     if let Some(err) = stderr.as_mut() {
                         let _ = writeln!(err, "fabricks: {e:#}");
@@ -78,7 +94,10 @@ impl WasmTask {
                     1
                 });
                 drop(stderr);
-                on_exit(code)
+                if let Some(cgroup) = &cgroup {
+                    cgroup.leave();
+                }
+                on_exit(code, memory.exceeded())
             })
             .context("starting the module thread")?;
         Ok(())
@@ -89,6 +108,38 @@ impl WasmTask {
     /// the module is being ended (not asked to stop gracefully, nor left alone).
     pub fn signal(&self, signal: u32) -> bool {
         !ignored_by_default(signal as i32) && self.stopper.stop(signal as i32)
+    }
+}
+
+impl WasmTask {
+    /// Bytes of linear memory the module holds, and its limit.
+    pub fn memory(&self) -> (u64, Option<u64>) {
+        (self.memory.used(), self.memory.limit())
+    }
+
+    /// The compiled module's cache entry.
+    pub fn cache_entry(&self) -> &Path {
+        self.pin.path()
+    }
+
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_deref()
+    }
+
+    /// Removes the container's cgroups (now, or when its thread leaves them).
+    pub fn delete(&self) {
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.delete();
+        }
+    }
+}
+
+/// `linux.resources.memory.limit` (bytes; absent, zero or negative: none).
+fn memory_limit(spec: &Spec) -> MemoryLimit {
+    let limit = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.memory().as_ref()).and_then(|m| m.limit());
+    match limit {
+        Some(bytes) if bytes > 0 => MemoryLimit::bytes(bytes as u64),
+        _ => MemoryLimit::unlimited(),
     }
 }
 

@@ -201,9 +201,11 @@ run_cmd() {
 
 # run_ctr ARGS...: run_cmd of ctr ARGS... under the timeout.
 run_ctr() {
+	local t0=$SECONDS
 	run_cmd c "$@"
 	CMD="ctr ${CMD#c }"
-	if ((RC == 124 || RC == 137)); then # timeout's own statuses: no case expects them from ctr
+	# timeout's own statuses, but only if it had time to fire: a task's OOM end is also 137.
+	if ((RC == 124 || RC == 137)) && ((SECONDS - t0 >= TMO)); then
 		why "timed out: \`$CMD\` still running after ${TMO}s"
 		RC=timeout
 	fi
@@ -268,13 +270,14 @@ shim_pids() {
 # remains ID [task]: what is left of container ID: its task, container (unless `task`), shim,
 # mounts, runc state and processes.
 remains() {
-	local id=$1
+	local id=$1 d
 	if c task ls -q 2>/dev/null | grep -qxF "$id"; then echo "task $id"; fi
 	if [[ ${2:-} != task ]] && c containers ls -q 2>/dev/null | grep -qxF "$id"; then echo "container $id"; fi
 	shim_pids "$id" | sed 's/^/shim pid /'
 	awk -v p="/$NS/$id/" 'index($5, p) { print "mount " $5 }' /proc/self/mountinfo
 	if [[ -e /run/containerd/fabricks/runc/$NS/$id ]]; then echo "runc state /run/containerd/fabricks/runc/$NS/$id"; fi
 	cat /sys/fs/cgroup/{,*/}"$NS/$id"/cgroup.procs 2>/dev/null | sort -u | sed 's/^/process /'
+	for d in /sys/fs/cgroup/{,*/}"$NS/$id"; do if [[ -d $d ]]; then echo "cgroup $d"; fi; done
 }
 
 # expect_gone ID [task]: nothing of container ID is left (with `task`: but its container

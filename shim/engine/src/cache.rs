@@ -2,7 +2,7 @@
 //!
 //! Layout: `<root>/<engine fingerprint>/<sha256 of the module>.cwasm`. A new wasmtime
 //! version or a changed engine configuration gives a new fingerprint, so stale entries are
-//! never loaded (and `prune_other_engines` removes them). Writers take a per-entry lock
+//! never loaded (and the sweep in `sweep.rs` removes them). Writers take a per-entry lock
 //! and rename a finished file into place, so concurrent starts of one image compile once.
 
 use std::fs::{self, File};
@@ -82,7 +82,8 @@ impl ModuleCache {
         // on a node); wasmtime still checks the file's header and engine compatibility.
         match unsafe { Module::deserialize_file(engine, path) } {
             Ok(module) => {
-                log::debug!("loaded compiled module {}", path.display());
+                // The evidence that a start did not compile: one line per cached load.
+                log::info!("using cached module {}", path.display());
                 Some(module)
             }
             Err(e) => {
@@ -91,20 +92,6 @@ impl ModuleCache {
                 None
             }
         }
-    }
-
-    /// Removes cache directories of other engine fingerprints (older wasmtime or settings).
-    pub fn prune_other_engines(&self) -> Result<usize> {
-        let Some(root) = self.dir.parent() else { return Ok(0) };
-        let mut removed = 0;
-        for entry in fs::read_dir(root).with_context(|| format!("listing {}", root.display()))? {
-            let path = entry?.path();
-            if path != self.dir && path.is_dir() {
-                fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Command {
     pub stdin: Stdio,
     pub stdout: Stdio,
     pub stderr: Stdio,
+    /// The container's memory limit, applied to the module's linear memory.
+    pub memory: crate::MemoryLimit,
 }
 
 #[derive(Debug, Clone)]

@@ -9,8 +9,10 @@ mod cache;
 mod command;
 mod compile;
 mod errno;
+mod limits;
 mod run;
 mod stop;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,8 +22,10 @@ use anyhow::{Context, Result};
 pub use cache::ModuleCache;
 pub use command::{Command, Preopen, Socket, Stdio};
 pub use compile::{check_magic, compile_to_file};
+pub use limits::{MemoryLimit, MemoryLimitExceeded, OOM_EXIT_CODE};
 pub use run::TRAP_EXIT_CODE;
 pub use stop::Stopper;
+pub use sweep::{CachePin, Swept};
 pub use wasmtime::Module;
 
 /// Where Cranelift runs when a module is not in the cache yet.
@@ -79,6 +83,19 @@ impl Engine {
     pub fn load_bytes(&self, wasm: &[u8]) -> Result<Module> {
         check_magic(wasm)?;
         self.cache.get_or_compile(&self.inner, wasm, |out| compile::compile(&self.inner, &self.compiler, wasm, out))
+    }
+
+    /// Like [`Engine::load_bytes`], plus a pin that keeps the cache entry from being swept
+    /// while the module may run.
+    pub fn load_pinned(&self, wasm: &[u8]) -> Result<(Module, CachePin)> {
+        // A sweep may remove the entry between load and pin: then load (compile) again.
+        for _ in 0..3 {
+            let module = self.load_bytes(wasm)?;
+            if let Some(pin) = CachePin::take(&self.cache.entry_path(wasm))? {
+                return Ok((module, pin));
+            }
+        }
+        anyhow::bail!("the compiled module kept disappearing from {}: is another process deleting it?", self.cache.dir().display())
     }
 
     pub fn cache(&self) -> &ModuleCache {

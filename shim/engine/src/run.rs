@@ -7,6 +7,7 @@ use wasi_common::{I32Exit, WasiCtx};
 use wasmtime::{Linker, Module, Store, UpdateDeadline};
 
 use crate::command::{wasi_context, Command, TrapSink};
+use crate::limits::{MemoryLimit, MemoryLimitExceeded, OOM_EXIT_CODE};
 use crate::stop::Stopped;
 use crate::{Engine, Stopper};
 
@@ -16,6 +17,7 @@ pub const TRAP_EXIT_CODE: i32 = 134;
 
 struct Host {
     wasi: WasiCtx,
+    memory: MemoryLimit,
 }
 
 impl Engine {
@@ -27,18 +29,22 @@ impl Engine {
         for socket in &cmd.sockets {
             stop.watch_listener(&socket.listener).context("watching a listener")?;
         }
+        let memory = cmd.memory.clone();
         let (wasi, trap_sink) = wasi_context(cmd)?;
-        let mut store = Store::new(self.wasmtime(), Host { wasi });
+        let mut store = Store::new(self.wasmtime(), Host { wasi, memory: memory.clone() });
+        store.limiter(|host| &mut host.memory);
         arm_stop(&mut store, stop, self.wasmtime());
 
         self.check_command(module, &program)?;
-        let instance = self
-            .linker()?
-            .instantiate(&mut store, module)
-            .with_context(|| format!("instantiating {program}"))?;
+        let instance = match self.linker()?.instantiate(&mut store, module) {
+            Ok(instance) => instance,
+            // Its initial memory alone is past the limit: the same end as growing past it.
+            Err(e) if memory.exceeded() => return Ok(exit_status(Err(e), stop, trap_sink, &program, &memory)),
+            Err(e) => return Err(e.context(format!("instantiating {program}"))),
+        };
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         let result = start.call(&mut store, ());
-        Ok(exit_status(result, stop, trap_sink, &program))
+        Ok(exit_status(result, stop, trap_sink, &program, &memory))
     }
 
     /// Checks, without running anything, that `module` is a WASI command this engine can
@@ -80,7 +86,7 @@ fn arm_stop(store: &mut Store<Host>, stop: &Stopper, engine: &wasmtime::Engine) 
     }
 }
 
-fn exit_status(result: Result<()>, stop: &Stopper, trap_sink: TrapSink, program: &str) -> i32 {
+fn exit_status(result: Result<()>, stop: &Stopper, trap_sink: TrapSink, program: &str, memory: &MemoryLimit) -> i32 {
     // A hard stop wins over the module's own exit: woken by the stop, it may exit first.
     if let Some(sig) = stop.requested() {
         log::info!("{program} stopped by signal {sig}");
@@ -93,12 +99,29 @@ fn exit_status(result: Result<()>, stop: &Stopper, trap_sink: TrapSink, program:
     if let Some(exit) = err.downcast_ref::<I32Exit>() {
         return exit.0;
     }
+    if memory.exceeded() {
+        return out_of_memory(&err, trap_sink, program);
+    }
     let report = trap_report(&err);
     log::error!("{program} trapped: {report}");
     if let Some(mut sink) = trap_sink {
         let _ = writeln!(sink, "Error: {program} trapped: {report}");
     }
     TRAP_EXIT_CODE
+}
+
+/// Ended like an OOM-killed process: one plain line saying which limit, no backtrace (the
+/// allocation site is the Go runtime's, not the user's code).
+fn out_of_memory(err: &anyhow::Error, trap_sink: TrapSink, program: &str) -> i32 {
+    let reason = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<MemoryLimitExceeded>())
+        .map_or_else(|| "out of memory: past the container's memory limit".to_string(), ToString::to_string);
+    log::warn!("{program} ended with status {OOM_EXIT_CODE}: {reason}");
+    if let Some(mut sink) = trap_sink {
+        let _ = writeln!(sink, "fabricks: {program}: {reason}");
+    }
+    OOM_EXIT_CODE
 }
 
 /// The trap and its wasm backtrace, one cause per paragraph. Not `{:?}`: that would add the
