@@ -104,6 +104,12 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = LayerArg::Tar)]
     pub layer: LayerArg,
 
+    /// Build a static native executable for this machine's Linux instead, in
+    /// a linux/<arch> image run by runc: the same program as a plain
+    /// container, for comparing against [default tag: localhost/<dir name>:native].
+    #[arg(long)]
+    pub native: bool,
+
     /// Default environment variable of the module (repeatable).
     #[arg(short, long, value_name = "KEY=VALUE", value_parser = key_value)]
     pub env: Vec<(String, String)>,
