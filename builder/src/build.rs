@@ -41,6 +41,7 @@ pub fn build(args: BuildArgs) -> Result<()> {
             &PushableImage::from_image(&image),
             &reference,
             &args.registry,
+            &args.index,
         )?;
         return push::print_report(&report, args.json);
     }
