@@ -21,8 +21,8 @@ wrk_runc() { wrk_rps "http://127.0.0.1:$WRK_PORT_RUNC/"; }
 
 throughput() {
 	local rc=0
-	c run -d --net-host --runtime "$RT" --env "FABRICKS_LISTEN=http=127.0.0.1:$WRK_PORT_FABRICKS" "$WASM_HTTP" bh-f >/dev/null &&
-		c run -d --net-host --runtime "$RUNC_RT" --env "FABRICKS_LISTEN=http=127.0.0.1:$WRK_PORT_RUNC" "$NATIVE_HTTP" bh-n >/dev/null &&
+	c run -d --null-io --net-host --runtime "$RT" --env "FABRICKS_LISTEN=http=127.0.0.1:$WRK_PORT_FABRICKS" "$WASM_HTTP" bh-f >/dev/null &&
+		c run -d --null-io --net-host --runtime "$RUNC_RT" --env "FABRICKS_LISTEN=http=127.0.0.1:$WRK_PORT_RUNC" "$NATIVE_HTTP" bh-n >/dev/null &&
 		wait_http "http://127.0.0.1:$WRK_PORT_FABRICKS/healthz" && wait_http "http://127.0.0.1:$WRK_PORT_RUNC/healthz" ||
 		why "go-http did not come up on both runtimes" || rc=1
 	((rc)) || side_by_side "throughput go-http: wrk GET /, ${WRK_CONNECTIONS} connections" req/s higher wrk_fabricks wrk_runc || rc=1

@@ -35,11 +35,14 @@ bench_setup() {
 	F=''
 	check "install prerequisites (containerd, runc, wrk)" bench_prerequisites || prepared=0
 	if [[ ${FABRICKS_E2E_BUILD:-1} != 0 ]]; then check "cargo build shim and CLI" build_binaries || prepared=0; fi
-	mkdir -p "$TMP/src"
+	# Private copies, laid out as in the repository (go-http's go.mod replaces the SDK by
+	# ../../sdk/go): `fabricks build` writes into the project's .fabricks/.
+	mkdir -p "$TMP/src/examples" "$TMP/src/sdk"
+	cp -r "$REPO/examples/go-hello" "$REPO/examples/go-http" "$TMP/src/examples/" && cp -r "$REPO/sdk/go" "$TMP/src/sdk/"
+	rm -rf "$TMP"/src/examples/*/.fabricks
 	for ex in go-hello go-http; do
-		cp -r "$REPO/examples/$ex" "$TMP/src/" && rm -rf "$TMP/src/$ex/.fabricks"
-		check "fabricks build $ex (wasm)" build_image "$TMP/src/$ex" "localhost/bench/$ex:wasm" "$TMP/$ex-wasm.tar" --layer tar || prepared=0
-		check "fabricks build --native $ex" build_image "$TMP/src/$ex" "localhost/bench/$ex:native" "$TMP/$ex-native.tar" --native || prepared=0
+		check "fabricks build $ex (wasm)" build_image "$TMP/src/examples/$ex" "localhost/bench/$ex:wasm" "$TMP/$ex-wasm.tar" --layer tar || prepared=0
+		check "fabricks build --native $ex" build_image "$TMP/src/examples/$ex" "localhost/bench/$ex:native" "$TMP/$ex-native.tar" --native || prepared=0
 	done
 	((prepared)) || bench_abort
 	F=${FABRICKS_BENCH_FLAVOUR:-2}
@@ -49,6 +52,7 @@ bench_setup() {
 		check "import $ex (wasm)" import_image "$TMP/$ex-wasm.tar" "localhost/bench/$ex:wasm" wasi/wasm || bench_abort
 		check "import $ex (native)" import_image "$TMP/$ex-native.tar" "localhost/bench/$ex:native" || bench_abort
 	done
+	check "warm-up: each image once on each runtime" bench_warm_up || bench_abort
 }
 
 bench_prerequisites() {
@@ -124,6 +128,30 @@ wait_http() {
 	until curl -sf -o /dev/null "$1"; do
 		((SECONDS < end)) || return 1
 	done
+}
+
+# http_start RUNTIME IMAGE ID PORT: ms from `ctr run -d` to the first 200 on PORT (host network,
+# the port from FABRICKS_LISTEN, which the Go SDK honours natively too); then removes it.
+# --null-io everywhere a server runs: with ctr's FIFOs and ctr gone, runc's shim blocks the
+# request log on a full pipe while Fabricks' write fails fast; /dev/null is equal for both.
+http_start() {
+	local t0=$EPOCHREALTIME ms
+	c run -d --null-io --net-host --runtime "$1" --env "FABRICKS_LISTEN=http=127.0.0.1:$4" "$2" "$3" >/dev/null 2>"$TMP/start.err" ||
+		{ echo "bench: ctr run $3: $(<"$TMP/start.err")" >&2 && return 1; }
+	wait_http "http://127.0.0.1:$4/healthz" || { echo "bench: $3 never answered on port $4" >&2 && return 1; }
+	ms=$(ms_since "$t0")
+	stop_prefix "$3" >/dev/null
+	echo "$ms"
+}
+
+# bench_warm_up: one run of each image on each runtime, so the figures are of started, not
+# first, containers: the module compiled (compile.sh measures that), the binaries in the page
+# cache for both.
+bench_warm_up() {
+	c run --rm --runtime "$RT" "$WASM_HELLO" bw-hf >/dev/null 2>&1 && c run --rm --runtime "$RUNC_RT" "$NATIVE_HELLO" bw-hn >/dev/null 2>&1 ||
+		why "go-hello did not run on both runtimes" || return
+	http_start "$RT" "$WASM_HTTP" bw-sf 18199 >/dev/null && http_start "$RUNC_RT" "$NATIVE_HTTP" bw-sn 18198 >/dev/null ||
+		why "go-http did not serve on both runtimes"
 }
 
 # --- results ---------------------------------------------------------------------------------

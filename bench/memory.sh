@@ -30,7 +30,7 @@ mem_round() {
 	local k port sum
 	for ((k = 0; k < $3; k++)); do
 		port=$((18500 + k))
-		c run -d --net-host --runtime "$1" --env "FABRICKS_LISTEN=http=127.0.0.1:$port" "$2" "bm-$k" >/dev/null 2>"$TMP/mem.err" ||
+		c run -d --null-io --net-host --runtime "$1" --env "FABRICKS_LISTEN=http=127.0.0.1:$port" "$2" "bm-$k" >/dev/null 2>"$TMP/mem.err" ||
 			{ echo "bench: ctr run bm-$k: $(<"$TMP/mem.err")" >&2 && stop_prefix bm- && return 1; }
 	done
 	for ((k = 0; k < $3; k++)); do

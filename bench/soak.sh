@@ -11,8 +11,8 @@ set -uo pipefail
 CYCLES=1000 FLAVOUR=2
 while (($#)); do
 	case $1 in
-	--cycles) CYCLES=$2 shift ;;
-	--flavour) FLAVOUR=$2 shift ;;
+	--cycles) CYCLES=$2 && shift ;;
+	--flavour) FLAVOUR=$2 && shift ;;
 	*) echo "usage: $0 [--cycles N] [--flavour 1.6|2]" >&2 && exit 2 ;;
 	esac
 	shift

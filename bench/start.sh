@@ -9,18 +9,6 @@ hello_runc() { timed c run --rm --runtime "$RUNC_RT" "$NATIVE_HELLO" "bs-hn-$1";
 # start_hello: `ctr run --rm IMAGE` until the task has exited and ctr returned.
 start_hello() { side_by_side "cold start go-hello: ctr run -> exit" ms lower hello_fabricks hello_runc; }
 
-# http_start RUNTIME IMAGE ID PORT: ms from `ctr run -d` to the first 200 on PORT (host network,
-# the port from FABRICKS_LISTEN, which the Go SDK honours natively too); then removes it.
-http_start() {
-	local t0=$EPOCHREALTIME ms
-	c run -d --net-host --runtime "$1" --env "FABRICKS_LISTEN=http=127.0.0.1:$4" "$2" "$3" >/dev/null 2>"$TMP/start.err" ||
-		{ echo "bench: ctr run $3: $(<"$TMP/start.err")" >&2 && return 1; }
-	wait_http "http://127.0.0.1:$4/healthz" || { echo "bench: $3 never answered on port $4" >&2 && return 1; }
-	ms=$(ms_since "$t0")
-	stop_prefix "$3" >/dev/null
-	echo "$ms"
-}
-
 http_fabricks() { http_start "$RT" "$WASM_HTTP" "bs-sf-$1" $((18200 + $1 % 50)); }
 http_runc() { http_start "$RUNC_RT" "$NATIVE_HTTP" "bs-sn-$1" $((18300 + $1 % 50)); }
 
