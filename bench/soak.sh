@@ -33,18 +33,24 @@ shim_procs() { pgrep -f "containerd-shim-fabricks-v1 .*-address $SOCK" | wc -l; 
 # Processes in our containers' cgroups (a native task or anything a shim forked).
 container_procs() { cat /sys/fs/cgroup/{,*/}"$NS"/*/cgroup.procs 2>/dev/null | sort -u | grep -c .; }
 our_mounts() { awk -v w="$W/" -v r="/$NS/" 'index($5, w) == 1 || (index($5, "/run/containerd/") == 1 && index($5, r)) { n++ } END { print n + 0 }' /proc/self/mountinfo; }
-# Shim sockets: those our shims listen on, plus socket files nobody listens on (stale; on a
-# machine shared with other harnesses, theirs count too).
+# Shim sockets: those our shims listen on, plus socket files left by the soak's shims (the
+# shim crate names them /run/containerd/s/<sha256 of containerd's address/ns/id>; counting only
+# ours keeps other harnesses on this machine out of the figure).
 sockets() {
-	local listening=0 stale=0 f p
+	local listening=0 stale=0 p h
 	for p in $(pgrep -f "containerd-shim-fabricks-v1 .*-address $SOCK"); do
 		listening=$((listening + $(ss -xlp 2>/dev/null | grep -c "pid=$p,")))
 	done
-	for f in /run/containerd/s/*; do
-		[[ -S $f ]] || continue
-		ss -xl 2>/dev/null | grep -qF "$f" || stale=$((stale + 1))
-	done
+	while read -r h; do
+		if [[ -S /run/containerd/s/$h ]]; then stale=$((stale + 1)); fi
+	done <"$TMP/socket-names"
 	echo $((listening + stale))
+}
+socket_names() {
+	local i
+	for ((i = 0; i <= CYCLES; i++)); do
+		printf '%s' "$SOCK/$NS/soak-$i" | sha256sum | cut -d' ' -f1
+	done >"$TMP/socket-names"
 }
 cgroups() { find /sys/fs/cgroup/ -mindepth 2 -maxdepth 3 -type d -path "*/$NS/*" 2>/dev/null | wc -l; }
 state_dirs() {
@@ -99,6 +105,7 @@ mkdir -p "$TMP/src" && cp -r "$REPO/examples/go-hello" "$TMP/src/" && rm -rf "$T
 check "fabricks build go-hello" build_image "$TMP/src/go-hello" "$IMG" "$TMP/go-hello.tar" --layer tar || prepared=0
 ((prepared)) || { summary; exit 1; }
 use_flavour
+socket_names
 check "containerd up" harness_up || { summary; exit 1; }
 check "import go-hello" import_image "$TMP/go-hello.tar" "$IMG" wasi/wasm || { summary; exit 1; }
 # One warm-up cycle first: its compiled module and origins record are meant to stay.

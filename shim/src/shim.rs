@@ -19,6 +19,8 @@ pub struct FabricksShim {
     namespace: String,
     id: String,
     containerd: String,
+    /// This serving process's ttrpc socket (`unix://…`).
+    socket: String,
     exit: Arc<ExitSignal>,
 }
 
@@ -30,6 +32,7 @@ impl containerd_shim::Shim for FabricksShim {
             namespace: args.namespace.clone(),
             id: args.id.clone(),
             containerd: args.address.clone(),
+            socket: args.socket.clone(),
             exit: Arc::default(),
         }
     }
@@ -63,11 +66,33 @@ impl containerd_shim::Shim for FabricksShim {
     }
 
     fn wait(&mut self) {
+        // The crate calls this once the server listens: the socket file now is ours.
+        let ours = socket_inode(&self.socket);
         self.exit.wait();
+        remove_socket(&self.socket, ours);
     }
 
     fn create_task_service(&self, publisher: RemotePublisher) -> Service {
         Service::new(&self.namespace, &self.containerd, publisher, self.exit.clone())
+    }
+}
+
+fn socket_inode(socket: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(socket.trim_start_matches("unix://")).ok().map(|m| m.ino())
+}
+
+/// Removes the socket file while the bundle still exists. The crate removes it too, after
+/// reading its address back from the bundle, which containerd deletes as soon as the shim
+/// disconnects: when that wins (about 1 shutdown in 250 under churn), the file was left
+/// behind. Only the file this process listened on: a new shim for the same id may own a
+/// newer one.
+fn remove_socket(socket: &str, ours: Option<u64>) {
+    if ours.is_none() || socket_inode(socket) != ours {
+        return;
+    }
+    if let Err(e) = std::fs::remove_file(socket.trim_start_matches("unix://")) {
+        log::warn!("removing the shim socket {socket}: {e}");
     }
 }
 

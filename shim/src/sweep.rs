@@ -2,9 +2,11 @@
 //!
 //! Both jobs run on background threads, never on the path of a create: recording which
 //! image a module came from (after the create), and sweeping entries whose images are all
-//! gone (once per shim, when it first needs its engine — a shim starts with every new pod).
+//! gone (when a shim first needs its engine — a shim starts with every new pod — but at most
+//! once per [`SWEEP_INTERVAL`] on the node: under churn, shims start many times a second).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use fabricks_engine::Engine;
 use oci_spec::runtime::Spec;
@@ -34,11 +36,19 @@ pub fn record_origin(engine: &Engine, containerd: &str, namespace: &str, id: &st
     });
 }
 
+/// How long after a sweep the next shim skips its own; `FABRICKS_CACHE_SWEEP_INTERVAL`
+/// (seconds, in containerd's environment) overrides it.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Sweeps the cache in the background: entries of other engines, and entries whose images
 /// containerd no longer has. An image whose existence cannot be checked counts as present.
 pub fn sweep(engine: &Engine, containerd: &str) {
     let (engine, containerd) = (engine.clone(), containerd.to_string());
     spawn("cache-sweep", move || {
+        let Some(root) = engine.cache().dir().parent() else { return };
+        if !sweep_due(root) {
+            return;
+        }
         let exists = |ns: &str, name: &str| {
             image::exists(&containerd, ns, name).unwrap_or_else(|e| {
                 log::warn!("keeping modules of image {name}: {e:#}");
@@ -50,6 +60,29 @@ pub fn sweep(engine: &Engine, containerd: &str) {
             Err(e) => log::warn!("sweeping the module cache {}: {e:#}", engine.cache().dir().display()),
         }
     });
+}
+
+/// True if no sweep ran within the interval; marks this one (the stamp's mtime).
+fn sweep_due(root: &Path) -> bool {
+    let interval = std::env::var("FABRICKS_CACHE_SWEEP_INTERVAL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(SWEEP_INTERVAL, Duration::from_secs);
+    let stamp = root.join("sweep.stamp");
+    let last = std::fs::metadata(&stamp).and_then(|m| m.modified()).ok();
+    let since = last.and_then(|t| SystemTime::now().duration_since(t).ok());
+    if since.is_some_and(|s| s < interval) {
+        return false;
+    }
+    let marked = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(&stamp)
+        .and_then(|f| f.set_modified(SystemTime::now()));
+    if let Err(e) = marked {
+        log::warn!("marking the cache sweep in {}: {e}", stamp.display());
+    }
+    true
 }
 
 fn spawn(name: &str, job: impl FnOnce() + Send + 'static) {
