@@ -281,6 +281,25 @@ cgroup_placement() {
 	done
 }
 
+# A shim killed under its running module (OOM killer, node trouble): containerd runs the shim's
+# `delete`, which removes what the dead shim cannot (mounts, cgroups).
+shim_killed() {
+	local id=e2e-shimkill shim i
+	run_ctr run -d --runtime "$RT" "$IMG_TAR" "$id" /go-hello.wasm --sleep 300s
+	expect_rc 0 && wait_status "$id" RUNNING 30 || return
+	shim=$(task_pid "$id")
+	[[ -d /sys/fs/cgroup/cpu/$NS/$id ]] || why "no cgroup before the kill" || return
+	kill -KILL "$shim"
+	# containerd notices the dead shim and deletes the task itself.
+	for ((i = 0; i < STOP_WAIT * 5; i++)); do
+		[[ -n $(task_status "$id") ]] || break
+		sleep 0.2
+	done
+	[[ -z $(task_status "$id") ]] || why "task $id still listed as $(task_status "$id") after its shim was killed" || return
+	run_ctr containers rm "$id"
+	expect_rc 0 && expect_gone "$id"
+}
+
 # `ctr images rm` of every name an image's module came from, then a new shim: its sweep
 # removes the compiled module (and its origins record).
 cache_swept_with_image() {
@@ -342,6 +361,7 @@ flavour_cases() {
 	check "within --memory-limit: the module allocates and exits 0" memory_within_limit
 	check "past --memory-limit: exit 137, the reason on stderr, a TaskOOM event" memory_past_limit
 	check "the module thread is in the container's cpu/cpuacct cgroups, gone after delete" cgroup_placement
+	check "a shim killed under its module leaves no cgroup, mount or state" shim_killed
 	check "removing the image's names: the next shim's sweep removes its compiled module" cache_swept_with_image
 }
 

@@ -30,9 +30,7 @@ impl Cgroup {
     /// cgroupfs: `/k8s.io/<id>` or the pod's parent) and applies its CPU limits. `None` on a
     /// host without cgroup v1 `cpu`/`cpuacct` hierarchies.
     pub fn create(spec: &Spec, namespace: &str, id: &str) -> Result<Option<Self>> {
-        let linux = spec.linux().as_ref();
-        let path = linux.and_then(|l| l.cgroups_path().clone()).unwrap_or_else(|| format!("/{namespace}/{id}").into());
-        let path = relative(&path)?;
+        let path = cgroups_path(spec, namespace, id)?;
         let origin = own_cgroups()?;
         let mut dirs = Vec::new();
         for controller in CONTROLLERS {
@@ -52,6 +50,23 @@ impl Cgroup {
             return Err(e);
         }
         Ok(Some(cgroup))
+    }
+
+    /// Removes the cgroups of a container whose shim died (its threads died with it).
+    pub fn remove_after_crash(spec: &Spec, namespace: &str, id: &str) -> Result<()> {
+        let path = cgroups_path(spec, namespace, id)?;
+        for controller in CONTROLLERS {
+            if let Some(mount) = mount_point(controller)? {
+                let dir = mount.join(&path);
+                match fs::remove_dir(&dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e).with_context(|| format!("removing cgroup {}", dir.display()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     fn apply_cpu(&self, spec: &Spec) -> Result<()> {
@@ -137,6 +152,13 @@ impl Cgroup {
         let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         text.trim().parse().with_context(|| format!("parsing {}", path.display()))
     }
+}
+
+/// The container's cgroup under a hierarchy's mount point (ctr's default when the spec
+/// names none).
+fn cgroups_path(spec: &Spec, namespace: &str, id: &str) -> Result<PathBuf> {
+    let path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+    relative(&path.unwrap_or_else(|| format!("/{namespace}/{id}").into()))
 }
 
 /// `linux.cgroupsPath` as a path under a hierarchy's mount point.

@@ -58,6 +58,12 @@ impl containerd_shim::Shim for FabricksShim {
         if let Err(e) = crate::mounts::unmount_all(&bundle.join("rootfs")) {
             log::warn!("unmounting the rootfs of {}: {e:#}", self.id);
         }
+        let cgroups = oci_spec::runtime::Spec::load(bundle.join("config.json"))
+            .map_err(anyhow::Error::from)
+            .and_then(|spec| crate::cgroup::Cgroup::remove_after_crash(&spec, &self.namespace, &self.id));
+        if let Err(e) = cgroups {
+            log::warn!("removing the cgroups of {}: {e:#}", self.id);
+        }
         Ok(DeleteResponse {
             exit_status: 128 + libc::SIGKILL as u32,
             exited_at: MessageField::some(crate::state::now()),
