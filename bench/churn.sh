@@ -30,6 +30,7 @@ churn() { side_by_side "churn go-hello: tasks/s, $CHURN_PARALLEL in parallel" ta
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
 	set -uo pipefail
+	# shellcheck source=lib.sh
 	. "$(dirname "$0")/lib.sh"
 	bench_setup
 	check "churn" churn

@@ -45,6 +45,7 @@ compile_vs_cached() {
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
 	set -uo pipefail
+	# shellcheck source=lib.sh
 	. "$(dirname "$0")/lib.sh"
 	bench_setup
 	check "compile vs cached start" compile_vs_cached

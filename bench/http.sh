@@ -32,6 +32,7 @@ throughput() {
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
 	set -uo pipefail
+	# shellcheck source=lib.sh
 	. "$(dirname "$0")/lib.sh"
 	bench_setup
 	check "throughput" throughput

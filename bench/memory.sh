@@ -61,6 +61,7 @@ memory() {
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
 	set -uo pipefail
+	# shellcheck source=lib.sh
 	. "$(dirname "$0")/lib.sh"
 	bench_setup
 	check "memory" memory

@@ -18,7 +18,9 @@ while (($#)); do
 	esac
 	shift
 done
+# shellcheck source=lib.sh
 . "$BENCH_DIR/lib.sh"
+# shellcheck disable=SC1090 # the pieces, each checked on its own
 for piece in start churn http memory compile; do . "$BENCH_DIR/$piece.sh"; done
 
 bench_setup

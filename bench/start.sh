@@ -16,6 +16,7 @@ start_http() { side_by_side "cold start go-http: ctr run -d -> first HTTP 200" m
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
 	set -uo pipefail
+	# shellcheck source=lib.sh
 	. "$(dirname "$0")/lib.sh"
 	bench_setup
 	check "cold start go-hello" start_hello
