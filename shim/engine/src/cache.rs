@@ -51,12 +51,12 @@ impl ModuleCache {
         compile: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<Module> {
         let path = self.entry_path(wasm);
-        if let Some(module) = self.try_load(engine, &path) {
+        if let Some(module) = self.cached(engine, &path) {
             return Ok(module);
         }
         let _lock = EntryLock::take(&path)?;
         // Another process may have finished the same module while we waited for the lock.
-        if let Some(module) = self.try_load(engine, &path) {
+        if let Some(module) = self.cached(engine, &path) {
             return Ok(module);
         }
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -74,6 +74,13 @@ impl ModuleCache {
             .with_context(|| format!("loading freshly compiled {}", path.display()))
     }
 
+    /// A cache hit: the evidence that a start did not compile is this log line.
+    fn cached(&self, engine: &wasmtime::Engine, path: &Path) -> Option<Module> {
+        let module = self.try_load(engine, path)?;
+        log::info!("using cached module {}", path.display());
+        Some(module)
+    }
+
     fn try_load(&self, engine: &wasmtime::Engine, path: &Path) -> Option<Module> {
         if !path.exists() {
             return None;
@@ -81,11 +88,7 @@ impl ModuleCache {
         // SAFETY: the cache directory is written only by this engine's compiler (root-owned
         // on a node); wasmtime still checks the file's header and engine compatibility.
         match unsafe { Module::deserialize_file(engine, path) } {
-            Ok(module) => {
-                // The evidence that a start did not compile: one line per cached load.
-                log::info!("using cached module {}", path.display());
-                Some(module)
-            }
+            Ok(module) => Some(module),
             Err(e) => {
                 log::warn!("discarding unusable cache entry {}: {e:#}", path.display());
                 let _ = fs::remove_file(path);
