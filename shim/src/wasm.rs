@@ -6,20 +6,27 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use fabricks_engine::{Command, Engine, Module, Preopen, Socket, Stdio, Stopper};
+use fabricks_engine::{Command, Engine, Module, ModuleKind, Preopen, Socket, Stdio, Stopper};
 use oci_spec::runtime::Spec;
 
+use crate::reactor::ReactorTask;
 use crate::stdio;
 
 pub struct WasmTask {
     engine: Engine,
     module: Module,
-    command: Mutex<Option<Command>>,
+    /// What start runs: the command's `_start`, or the HTTP server of a reactor.
+    run: Mutex<Option<Run>>,
     /// Where errors after start go, besides the shim log: the task's own stderr. Taken by
     /// the module thread and closed when it ends: containerd 2.x waits for the end of the
     /// task's output before it deletes the task.
     stderr: Mutex<Option<File>>,
     stopper: Stopper,
+}
+
+enum Run {
+    Command(Command),
+    Reactor(ReactorTask),
 }
 
 pub struct Io<'a> {
@@ -35,7 +42,10 @@ impl WasmTask {
         let process = spec.process().as_ref().context("the OCI spec has no process")?;
         let program = process.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
         let module = engine.load_bytes(wasm).with_context(|| format!("loading {program}"))?;
-        engine.check_command(&module, &program)?;
+        let kind = engine.module_kind(&module, &program)?;
+        if kind == ModuleKind::Command {
+            engine.check_command(&module, &program)?;
+        }
         let stdout = stdio::open_output(io.stdout)?;
         let stderr = stdio::open_output(io.stderr)?;
         let stderr_copy = match &stderr {
@@ -47,30 +57,43 @@ impl WasmTask {
             env: process.env().iter().flatten().filter_map(|kv| split_env(kv)).collect(),
             cwd: process.cwd().to_string_lossy().into_owned(),
             dirs: vec![Preopen { host: rootfs.to_path_buf(), guest: "/".into() }],
-            sockets,
-            stdin: stdio::open_input(io.stdin)?,
+            sockets: Vec::new(),
+            stdin: Stdio::Null,
             stdout,
             stderr,
+        };
+        let stopper = Stopper::new();
+        let run = match kind {
+            ModuleKind::Command => {
+                Run::Command(Command { sockets, stdin: stdio::open_input(io.stdin)?, ..command })
+            }
+            ModuleKind::Reactor => {
+                Run::Reactor(crate::reactor::prepare(engine, &module, &program, spec, command, sockets, &stopper)?)
+            }
         };
         Ok(Self {
             engine: engine.clone(),
             module,
-            command: Mutex::new(Some(command)),
+            run: Mutex::new(Some(run)),
             stderr: Mutex::new(stderr_copy),
-            stopper: Stopper::new(),
+            stopper,
         })
     }
 
     /// Runs the module on its own thread; `on_exit` gets its exit status.
     pub fn start(&self, id: &str, on_exit: impl FnOnce(i32) + Send + 'static) -> Result<()> {
-        let command = self.command.lock().unwrap().take().context("the task was already started")?;
+        let run = self.run.lock().unwrap().take().context("the task was already started")?;
         let (engine, module, stopper) = (self.engine.clone(), self.module.clone(), self.stopper.clone());
         let mut stderr = self.stderr.lock().unwrap().take();
         let id = id.to_string();
         std::thread::Builder::new()
             .name(format!("wasm-{}", &id[..id.len().min(8)]))
             .spawn(move || {
-                let code = engine.run(&module, command, &stopper).unwrap_or_else(|e| {
+                let result = match run {
+                    Run::Command(command) => engine.run(&module, command, &stopper),
+                    Run::Reactor(task) => fabricks_http::serve(task.pool, &task.settings, task.listeners, &stopper),
+                };
+                let code = result.unwrap_or_else(|e| {
                     log::error!("task {id}: {e:#}");
                     if let Some(err) = stderr.as_mut() {
                         let _ = writeln!(err, "fabricks: {e:#}");

@@ -9,6 +9,7 @@ mod cache;
 mod command;
 mod compile;
 mod errno;
+mod reactor;
 mod run;
 mod stop;
 
@@ -20,6 +21,9 @@ use anyhow::{Context, Result};
 pub use cache::ModuleCache;
 pub use command::{Command, Preopen, Socket, Stdio};
 pub use compile::{check_magic, compile_to_file};
+pub use reactor::{
+    CallError, CommandFactory, Exchange, ModuleKind, Reactor, ReactorInstance, ABI_VERSION, IMPORT_MODULE,
+};
 pub use run::TRAP_EXIT_CODE;
 pub use stop::Stopper;
 pub use wasmtime::Module;

@@ -103,7 +103,7 @@ fn exit_status(result: Result<()>, stop: &Stopper, trap_sink: TrapSink, program:
 
 /// The trap and its wasm backtrace, one cause per paragraph. Not `{:?}`: that would add the
 /// host's Rust backtrace whenever RUST_BACKTRACE is set in containerd's environment.
-fn trap_report(err: &anyhow::Error) -> String {
+pub(crate) fn trap_report(err: &anyhow::Error) -> String {
     let causes: Vec<String> = err.chain().map(ToString::to_string).collect();
     causes.join("\n\nCaused by:\n    ")
 }
