@@ -26,6 +26,7 @@ HTTP=$REG/examples/go-http:dev
 FLAVOURS=${FABRICKS_E2E_FLAVOURS:-1.6 2}
 TMP=$(mktemp -d /tmp/fabricks-e2e-registry.XXXXXX)
 PASSED=0 FAILED=0
+declare -A DIGEST
 STARTED_FLAVOURS=()
 
 ok() {
@@ -76,13 +77,13 @@ for ex in go-hello go-http; do
 	OUT="$JSON"$'\n'"$(cat "$TMP/$ex.err")"
 	bytes=$(jq -r .uploaded_bytes <<<"$JSON" 2>/dev/null)
 	digest=$(jq -r .digest <<<"$JSON" 2>/dev/null)
-	eval "DIGEST_${ex//-/_}=\$digest"
+	DIGEST[$ex]=$digest
 	check "build --push $ref uploads its blobs (digest ${digest:-?})" "exit $RC, uploaded_bytes=${bytes:-?}" \
 		test "$RC" -eq 0 -a "${bytes:-0}" -gt 0 -a "${digest#sha256:}" != "$digest"
 done
 OUT=$(curl -s -H 'Accept: application/vnd.oci.image.index.v1+json' "http://$REG/v2/examples/go-hello/manifests/dev")
-check "the tag is an OCI index with one wasi/wasm manifest and annotations" "index: $(tail -c 400 <<<"$OUT")" \
-	bash -c '[[ $(jq -r ".manifests|length" <<<"$1" 2>/dev/null) == 1 && $(jq -r ".manifests[0].platform.os+\"/\"+.manifests[0].platform.architecture" <<<"$1") == wasi/wasm && $(jq -r ".annotations[\"org.opencontainers.image.created\"]" <<<"$1") != null ]]' _ "$(tail -n 1 <<<"$OUT")"
+check "the tag is an OCI index: wasi/wasm, then linux/amd64 and linux/arm64 for CRI, and annotations" "index: $(tail -c 600 <<<"$OUT")" \
+	bash -c '[[ $(jq -r "[.manifests[].platform|.os+\"/\"+.architecture]|join(\",\")" <<<"$1" 2>/dev/null) == wasi/wasm,linux/amd64,linux/arm64 && $(jq -r ".annotations[\"org.opencontainers.image.created\"]" <<<"$1") != null ]]' _ "$(tail -n 1 <<<"$OUT")"
 
 before=$(blob_uploads)
 JSON=$("$FAB" push "$TMP/go-hello.tar" "$HELLO" --json 2>"$TMP/again.err")
@@ -92,9 +93,9 @@ after=$(blob_uploads)
 check "pushing the same image again uploads no blob" \
 	"exit $RC, uploaded_bytes=$(jq -r .uploaded_bytes <<<"$JSON" 2>/dev/null), skipped=$(jq -r .skipped_blobs <<<"$JSON" 2>/dev/null), blob uploads in the registry log $before -> $after" \
 	test "$RC" -eq 0 -a "$(jq -r .uploaded_bytes <<<"$JSON" 2>/dev/null)" = 0 -a \
-	"$(jq -r .skipped_blobs <<<"$JSON" 2>/dev/null)" = 2 -a "$before" = "$after"
-check "the second push gives the same digest and logs 'exists, skipped'" "digest $(jq -r .digest <<<"$JSON" 2>/dev/null) vs $DIGEST_go_hello" \
-	bash -c '[[ $1 == "$2" ]] && grep -q "exists, skipped" "$3"' _ "$(jq -r .digest <<<"$JSON" 2>/dev/null)" "$DIGEST_go_hello" "$TMP/again.err"
+	"$(jq -r .skipped_blobs <<<"$JSON" 2>/dev/null)" = 4 -a "$before" = "$after"
+check "the second push gives the same digest and logs 'exists, skipped'" "digest $(jq -r .digest <<<"$JSON" 2>/dev/null) vs ${DIGEST[go-hello]}" \
+	bash -c '[[ $1 == "$2" ]] && grep -q "exists, skipped" "$3"' _ "$(jq -r .digest <<<"$JSON" 2>/dev/null)" "${DIGEST[go-hello]}" "$TMP/again.err"
 
 # --- fabricks run REF -----------------------------------------------------------------------
 OUT=$("$FAB" run "$HELLO" -- a b 2>&1)
@@ -133,13 +134,84 @@ for f in $FLAVOURS; do
 	OUT=$("$H" down "$f" 2>&1) && unset 'STARTED_FLAVOURS[-1]'
 done
 
+# --- CRI pulls and pods ---------------------------------------------------------------------
+crictl() { timeout -k 10 120 "$H" crictl "$f" "$@"; }
+
+# cri_pod NAME REF [ANNOTATIONS-JSON]: a pod (handler fabricks) running REF as it was pulled;
+# sets POD, CID, POD_IP.
+cri_pod() {
+	local annotations=${3:-'{}'}
+	cat >"$TMP/pod-$1.json" <<EOF
+{ "metadata": { "name": "$1", "namespace": "e2e-registry", "uid": "$1-$f-$$", "attempt": 0 },
+  "log_directory": "$TMP/pods/$1-$f", "annotations": $annotations, "linux": {} }
+EOF
+	cat >"$TMP/ctr-$1.json" <<EOF
+{ "metadata": { "name": "$1" }, "image": { "image": "$2" }, "log_path": "$1.log", "linux": {} }
+EOF
+	POD=$(crictl runp --runtime fabricks "$TMP/pod-$1.json" 2>&1) &&
+		CID=$(crictl create "$POD" "$TMP/ctr-$1.json" "$TMP/pod-$1.json" 2>&1) &&
+		crictl start "$CID" >/dev/null 2>&1 &&
+		POD_IP=$(crictl inspectp --ip "$POD")
+}
+
+cri_pod_gone() {
+	crictl stopp "$POD" >/dev/null 2>&1 && crictl rmp "$POD" >/dev/null 2>&1
+}
+
+# until_ok TRIES CMD...: retries CMD every 0.2 s.
+until_ok() {
+	local i n=$1
+	shift
+	for ((i = 0; i < n; i++)); do
+		"$@" && return 0
+		sleep 0.2
+	done
+	return 1
+}
+hello_exited() { [[ $(crictl inspect --state "$CID" 2>/dev/null) == "CONTAINER_EXITED 0" ]]; }
+
+for f in $FLAVOURS; do
+	OUT=$("$H" up "$f" --cri 2>&1)
+	if [[ $? -ne 0 ]]; then
+		not_ok "[$f] harness up --cri" "harness.sh up $f --cri failed" "$OUT"
+		continue
+	fi
+	STARTED_FLAVOURS+=("$f")
+	# What kubelet does: PullImage for the node's platform (through hosts.toml: plain HTTP).
+	for ref in "$HELLO" "$HTTP"; do
+		OUT=$(crictl pull "$ref" 2>&1)
+		check "[$f] CRI pulls $ref (node platform entry of the index)" "exit $?" test $? -eq 0
+	done
+	# The listen spec comes from the image label, as pulled: no annotation on this pod.
+	POD='' CID='' POD_IP=''
+	if cri_pod go-http "$HTTP" >"$TMP/pod.out" 2>&1; then
+		OUT=$(until_ok 150 curl -sf "http://$POD_IP:8080/healthz" && curl -sf "http://$POD_IP:8080/json")
+		check "[$f] CRI pod (handler fabricks) of the pulled $HTTP serves on its pod IP" "curl http://$POD_IP:8080/json failed" \
+			bash -c 'grep -q "\"runtime\": \"wasip1/wasm\"" <<<"$1"' _ "$OUT"
+		OUT=$(cri_pod_gone 2>&1)
+		check "[$f] the go-http pod stops and is removed" "stopp/rmp failed" test $? -eq 0
+	else
+		not_ok "[$f] CRI pod (handler fabricks) of the pulled $HTTP serves on its pod IP" "the pod did not start" "$POD $CID $(cat "$TMP/pod.out")"
+	fi
+	POD='' CID='' POD_IP=''
+	if cri_pod go-hello "$HELLO" >"$TMP/pod.out" 2>&1 && until_ok 150 hello_exited; then
+		OUT=$(crictl logs "$CID" 2>&1)
+		check "[$f] CRI pod of the pulled $HELLO greets and exits 0" "log: $OUT" \
+			bash -c 'grep -q "Hello from Fabricks!" <<<"$1" && grep -q "runtime: wasip1/wasm" <<<"$1"' _ "$OUT"
+	else
+		not_ok "[$f] CRI pod of the pulled $HELLO greets and exits 0" "state: $(crictl inspect --state "$CID" 2>&1)" "$POD $CID $(cat "$TMP/pod.out")"
+	fi
+	OUT=$(cri_pod_gone 2>&1)
+	OUT=$("$H" down "$f" 2>&1) && unset 'STARTED_FLAVOURS[-1]'
+done
+
 # --- credentials --------------------------------------------------------------------------------
 mkdir -p "$TMP/nodocker"
-OUT=$(DOCKER_CONFIG=$FABRICKS_HARNESS_DIR/registry-auth/docker FABRICKS_REGISTRY_USERNAME= \
+OUT=$(DOCKER_CONFIG=$FABRICKS_HARNESS_DIR/registry-auth/docker FABRICKS_REGISTRY_USERNAME='' \
 	"$FAB" push "$TMP/go-hello.tar" "$AREG/examples/go-hello:dev" 2>&1)
 RC=$?
 check "push to the htpasswd registry with DOCKER_CONFIG credentials" "exit $RC" test $RC -eq 0
-OUT=$(DOCKER_CONFIG=$TMP/nodocker FABRICKS_REGISTRY_USERNAME= \
+OUT=$(DOCKER_CONFIG=$TMP/nodocker FABRICKS_REGISTRY_USERNAME='' \
 	"$FAB" push "$TMP/go-hello.tar" "$AREG/examples/go-hello:anon" 2>&1)
 RC=$?
 check "push without credentials fails naming 401 and the registry" "exit $RC" \

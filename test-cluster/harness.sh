@@ -248,7 +248,21 @@ EOF
 		# NRI's default socket is the global /var/run/nri/nri.sock.
 		printf '[plugins."io.containerd.nri.v1.nri"]\n  socket_path = "%s"\n' "$W/nri.sock" >>"$W/config.toml"
 	fi
-	if [[ -n $CRI ]]; then cri_config >>"$W/config.toml"; fi
+	if [[ -n $CRI ]]; then
+		cri_config >>"$W/config.toml"
+		registry_hosts
+	fi
+}
+
+# CRI pulls from the test registries (registry.sh: a port and the next, with auth) over plain
+# HTTP: hosts.toml per registry under the CRI's config_path.
+registry_hosts() {
+	local port=${FABRICKS_REGISTRY_PORT:-5000} p
+	for p in "$port" $((port + 1)); do
+		mkdir -p "$W/certs.d/127.0.0.1:$p"
+		printf 'server = "http://127.0.0.1:%s"\n\n[host."http://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n' \
+			"$p" "$p" >"$W/certs.d/127.0.0.1:$p/hosts.toml"
+	done
 }
 
 # The CRI plugin's settings. Its root and state dirs are containerd's root/state + /<plugin id>;
@@ -266,6 +280,8 @@ cri_config() {
   snapshotter = "overlayfs"
   [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = "$CRI_IMAGE"
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "$W/certs.d"
 
 [plugins."io.containerd.grpc.v1.cri"]
   disable_tcp_service = true
@@ -287,6 +303,8 @@ EOF
   disable_tcp_service = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
+  [plugins."$p".registry]
+    config_path = "$W/certs.d"
   [plugins."$p".cni]
     bin_dir = "$CNI_BIN"
 EOF

@@ -5,6 +5,7 @@ use crate::compile::{self, Compiled};
 use crate::oci_archive::PushableImage;
 use crate::progress::Step;
 use crate::project::Project;
+use crate::toolchain::Target;
 use crate::{provenance, push};
 use anyhow::{ensure, Context, Result};
 use fabricks_image::{
@@ -14,11 +15,17 @@ use fabricks_image::{
 pub fn build(args: BuildArgs) -> Result<()> {
     // Settings are checked before the (slow) compile, so a typo fails at once.
     let listen = listen_spec(&args)?;
-    let compiled = compile::compile(&args.dir)?;
+    let target = match args.native {
+        true => Target::Native,
+        false => Target::Wasi,
+    };
+    let compiled = compile::compile(&args.dir, target)?;
     let options = image_options(&args, &compiled, listen)?;
     let output = match &args.output {
         Some(path) => path.clone(),
-        None => compiled.build_dir.join(format!("{}.tar", compiled.name)),
+        None => compiled
+            .build_dir
+            .join(format!("{}.tar", default_name(&compiled))),
     };
 
     let step = Step::start(format!("Packing {}", options.reference));
@@ -34,6 +41,7 @@ pub fn build(args: BuildArgs) -> Result<()> {
             &PushableImage::from_image(&image),
             &reference,
             &args.registry,
+            &args.index,
         )?;
         return push::print_report(&report, args.json);
     }
@@ -71,6 +79,25 @@ fn listen_spec(args: &BuildArgs) -> Result<ListenSpec> {
     project.listen_spec(&args.listen)
 }
 
+/// `<dir name>` (wasm) or `<dir name>-native`: archive file names.
+fn default_name(compiled: &Compiled) -> String {
+    match compiled.target {
+        Target::Wasi => compiled.name.clone(),
+        Target::Native => format!("{}-native", compiled.name),
+    }
+}
+
+/// `localhost/<dir name>:latest`, or `:native` for a native build, so that
+/// importing both does not replace one with the other.
+fn default_reference(compiled: &Compiled) -> Result<Reference> {
+    let reference = Reference::localhost(&compiled.name)
+        .with_context(|| format!("naming the image after the directory {:?}", compiled.name))?;
+    Ok(match compiled.target {
+        Target::Wasi => reference,
+        Target::Native => format!("{}:native", reference.name()).parse()?,
+    })
+}
+
 fn image_options(
     args: &BuildArgs,
     compiled: &Compiled,
@@ -79,12 +106,20 @@ fn image_options(
     let reference = match (&args.tag, &args.push) {
         (Some(tag), _) => tag.parse().context("in -t/--tag")?,
         (None, Some(push)) => push.parse().context("in --push")?,
-        (None, None) => Reference::localhost(&compiled.name)
-            .with_context(|| format!("naming the image after the directory {:?}", compiled.name))?,
+        (None, None) => default_reference(compiled)?,
     };
     let mut options = ImageOptions::new(reference, compiled.entrypoint());
     options.layer = args.layer.into();
     options.env = args.env.clone();
+    if compiled.target == Target::Native {
+        options.platform = fabricks_image::host_platform();
+        // A native program binds its own ports; the SDK reads them from here.
+        if !listen.is_empty() {
+            options
+                .env
+                .push((fabricks_listen::ENV_LISTEN.to_owned(), listen.to_string()));
+        }
+    }
     options.labels = args.label.iter().cloned().collect();
     options.listen = listen;
     let created = fabricks_image::source_date_epoch()?;

@@ -52,9 +52,10 @@ impl RegistryArgs {
 
 /// Push an image archive (as `fabricks build` writes it) to a registry.
 ///
-/// Blobs the registry already has are not uploaded again. The manifest goes
-/// up by digest, then a one-entry image index (platform wasi/wasm) under TAG.
-/// Prints the digest the tag points to.
+/// Blobs the registry already has are not uploaded again. The manifests go
+/// up by digest, then the image index under TAG: the image under wasi/wasm,
+/// and again under each --node-platform so that Kubernetes nodes' CRI pulls
+/// it. Prints the digest the tag points to.
 #[derive(Debug, Args)]
 pub struct PushArgs {
     /// OCI image-layout archive.
@@ -71,6 +72,9 @@ pub struct PushArgs {
 
     #[command(flatten)]
     pub registry: RegistryArgs,
+
+    #[command(flatten)]
+    pub index: crate::index::IndexArgs,
 }
 
 /// Compile a project to a WASI preview-1 module and pack it as an OCI image archive.
@@ -104,6 +108,12 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = LayerArg::Tar)]
     pub layer: LayerArg,
 
+    /// Build a static native executable for this machine's Linux instead, in
+    /// a linux/<arch> image run by runc: the same program as a plain
+    /// container, for comparing against [default tag: localhost/<dir name>:native].
+    #[arg(long)]
+    pub native: bool,
+
     /// Default environment variable of the module (repeatable).
     #[arg(short, long, value_name = "KEY=VALUE", value_parser = key_value)]
     pub env: Vec<(String, String)>,
@@ -135,6 +145,9 @@ pub struct BuildArgs {
 
     #[command(flatten)]
     pub registry: RegistryArgs,
+
+    #[command(flatten)]
+    pub index: crate::index::IndexArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -1,7 +1,7 @@
 //! From a project directory to a compiled module in its build directory.
 
 use crate::progress::Step;
-use crate::toolchain;
+use crate::toolchain::{self, Target};
 use anyhow::{ensure, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -14,24 +14,37 @@ pub struct Compiled {
     pub name: String,
     pub build_dir: PathBuf,
     pub module: PathBuf,
+    pub target: Target,
 }
 
 impl Compiled {
-    /// Where the module sits inside an image, and its argv[0]: `/<name>.wasm`.
+    /// Where the module sits inside an image, and its argv[0]:
+    /// `/<name>.wasm` (`/<name>` for a native executable).
     pub fn entrypoint(&self) -> String {
-        format!("/{}.wasm", self.name)
+        format!("/{}", file_name(&self.name, self.target))
     }
 }
 
-pub fn compile(dir: &Path) -> Result<Compiled> {
+fn file_name(name: &str, target: Target) -> String {
+    match target {
+        Target::Wasi => format!("{name}.wasm"),
+        Target::Native => name.to_owned(),
+    }
+}
+
+pub fn compile(dir: &Path, target: Target) -> Result<Compiled> {
     let dir = project_dir(dir)?;
     let (toolchain, project) = toolchain::detect(&dir)?;
     let name = dir_name(&dir)?;
     let build_dir = build_dir(&dir)?;
-    let module = build_dir.join(format!("{name}.wasm"));
+    let module = build_dir.join(file_name(&name, target));
 
-    let step = Step::start(format!("Building {name} ({})", toolchain.language()));
-    toolchain.build(&project, &module)?;
+    let what = match target {
+        Target::Wasi => toolchain.language().to_owned(),
+        Target::Native => format!("{}, native", toolchain.language()),
+    };
+    let step = Step::start(format!("Building {name} ({what})"));
+    toolchain.build(&project, target, &module)?;
     ensure!(
         module.is_file(),
         "the {} build finished but left no module at {}",
@@ -43,6 +56,7 @@ pub fn compile(dir: &Path) -> Result<Compiled> {
         name,
         build_dir,
         module,
+        target,
     })
 }
 

@@ -5,6 +5,7 @@ mod auth;
 mod build;
 mod cli;
 mod compile;
+mod index;
 mod oci_archive;
 mod progress;
 mod project;

@@ -1,12 +1,14 @@
 //! `fabricks push` and `fabricks build --push`: blobs the registry lacks,
-//! the manifest by digest, then a one-entry image index under the tag.
+//! the manifests by digest, then the image index (see [`crate::index`]) under
+//! the tag, last, so a failed push never leaves a tag naming missing content.
 
 use crate::auth;
 use crate::cli::{PushArgs, RegistryArgs};
+use crate::index::{self, Entry, IndexArgs};
 use crate::oci_archive::PushableImage;
 use crate::registry::{self, by_digest, client_reference, Registry};
 use anyhow::{Context, Result};
-use fabricks_image::oci_spec::image::{Descriptor, MediaType};
+use fabricks_image::oci_spec::image::MediaType;
 use fabricks_image::Reference;
 use futures_util::stream;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -36,7 +38,7 @@ pub fn push_command(args: PushArgs) -> Result<()> {
         .parse()
         .with_context(|| format!("the push target {:?}", args.reference))?;
     let image = PushableImage::read_archive(&args.image)?;
-    let report = push(&image, &reference, &args.registry)?;
+    let report = push(&image, &reference, &args.registry, &args.index)?;
     print_report(&report, args.json)
 }
 
@@ -54,16 +56,19 @@ pub fn push(
     image: &PushableImage,
     reference: &Reference,
     args: &RegistryArgs,
+    index_args: &IndexArgs,
 ) -> Result<PushReport> {
+    let entries = index::entries(image, &index_args.platforms()?)?;
     let credentials = auth::credentials(reference.registry(), &args.auth_flags())?;
     let registry = Registry::new(reference, args.insecure, credentials);
     let runtime = registry::runtime()?;
-    runtime.block_on(push_async(&registry, image, reference))
+    runtime.block_on(push_async(&registry, image, &entries, reference))
 }
 
 async fn push_async(
     registry: &Registry,
     image: &PushableImage,
+    entries: &[Entry],
     reference: &Reference,
 ) -> Result<PushReport> {
     let target = client_reference(reference);
@@ -76,7 +81,8 @@ async fn push_async(
 
     let mut uploaded_bytes = 0;
     let (mut uploaded_blobs, mut skipped_blobs) = (0, 0);
-    for (descriptor, data) in &image.blobs {
+    let extra = entries.iter().filter_map(|e| e.extra_blob.as_ref());
+    for (descriptor, data) in image.blobs.iter().chain(extra) {
         let digest = descriptor.digest().to_string();
         let exists = registry
             .client
@@ -96,22 +102,19 @@ async fn push_async(
         uploaded_blobs += 1;
     }
 
+    let mut pushed = std::collections::HashSet::new();
+    for entry in entries {
+        let digest = entry.descriptor.digest().to_string();
+        if pushed.insert(digest.clone()) {
+            push_manifest(registry, reference, &digest, &entry.manifest)
+                .await
+                .map_err(|e| registry.explain(e, &format!("{what}: putting manifest {digest}")))?;
+            log::info!("manifest {digest} pushed");
+        }
+    }
     let manifest_digest = image.manifest_descriptor.digest().to_string();
-    registry
-        .client
-        .push_manifest_raw(
-            &by_digest(reference, &manifest_digest),
-            image.manifest.clone(),
-            MediaType::ImageManifest
-                .to_string()
-                .parse()
-                .expect("a media type is a header value"),
-        )
-        .await
-        .map_err(|e| registry.explain(e, &format!("{what}: putting manifest {manifest_digest}")))?;
-    log::info!("manifest {manifest_digest} pushed");
 
-    let index = index_bytes(&image.manifest_descriptor, &image.annotations)?;
+    let index = index::index_bytes(entries, &image.annotations)?;
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&index)));
     registry
         .client
@@ -135,6 +138,25 @@ async fn push_async(
         uploaded_blobs,
         skipped_blobs,
     })
+}
+
+async fn push_manifest(
+    registry: &Registry,
+    reference: &Reference,
+    digest: &str,
+    manifest: &[u8],
+) -> oci_client::errors::Result<String> {
+    registry
+        .client
+        .push_manifest_raw(
+            &by_digest(reference, digest),
+            manifest.to_vec(),
+            MediaType::ImageManifest
+                .to_string()
+                .parse()
+                .expect("a media type is a header value"),
+        )
+        .await
 }
 
 async fn upload(
@@ -175,61 +197,10 @@ fn progress_bar(digest: &str, len: u64) -> ProgressBar {
     bar
 }
 
-/// The image index the tag points to: the one manifest with its `wasi/wasm`
-/// platform, and the manifest's annotations. Keys are sorted (serde_json's
-/// map), so the same image always gives the same index digest.
-pub fn index_bytes(
-    manifest: &Descriptor,
-    annotations: &std::collections::BTreeMap<String, String>,
-) -> Result<Vec<u8>> {
-    let mut index = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": MediaType::ImageIndex.to_string(),
-        "manifests": [serde_json::to_value(manifest).context("encoding the manifest descriptor")?],
-    });
-    if !annotations.is_empty() {
-        index["annotations"] = serde_json::to_value(annotations)?;
-    }
-    Ok(serde_json::to_vec(&index)?)
-}
-
 fn size(bytes: usize) -> String {
     match bytes {
         b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
         b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
         b => format!("{b} B"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use fabricks_image::{ImageOptions, WasmImage};
-
-    #[test]
-    fn index_lists_the_manifest_for_wasi_wasm_and_is_stable() {
-        let mut options = ImageOptions::new("localhost/t:1".parse().unwrap(), "/t.wasm");
-        options.created = Some(0);
-        options
-            .annotations
-            .insert("org.opencontainers.image.revision".into(), "abc".into());
-        let image = WasmImage::build(b"\0asm\x01\0\0\0", &options).unwrap();
-        let pushable = PushableImage::from_image(&image);
-        let a = index_bytes(&pushable.manifest_descriptor, &pushable.annotations).unwrap();
-        let b = index_bytes(&pushable.manifest_descriptor, &pushable.annotations).unwrap();
-        assert_eq!(a, b);
-        let index: serde_json::Value = serde_json::from_slice(&a).unwrap();
-        assert_eq!(
-            index["mediaType"],
-            "application/vnd.oci.image.index.v1+json"
-        );
-        let entry = &index["manifests"][0];
-        assert_eq!(entry["platform"]["os"], "wasi");
-        assert_eq!(entry["platform"]["architecture"], "wasm");
-        assert_eq!(entry["digest"], image.manifest_blob().digest().to_string());
-        assert_eq!(
-            index["annotations"]["org.opencontainers.image.revision"],
-            "abc"
-        );
     }
 }

@@ -157,7 +157,7 @@ fn bind(listen: &ListenSpec) -> Result<Vec<Socket>> {
 /// image entrypoint, as under the shim; a file by the path it was given as.
 fn module_for(target: &Path) -> Result<(PathBuf, String)> {
     if target.is_dir() {
-        let compiled = compile::compile(target)?;
+        let compiled = compile::compile(target, crate::toolchain::Target::Wasi)?;
         let program = compiled.entrypoint();
         return Ok((compiled.module, program));
     }

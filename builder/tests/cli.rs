@@ -431,3 +431,77 @@ fn go_http_serves_on_the_socket_it_is_handed_and_stops_gracefully() {
     );
     assert!(stdout.ends_with("go-http: stopped\n"), "{stdout}");
 }
+
+#[test]
+fn native_builds_a_static_linux_image_of_the_same_program() {
+    let out = tempfile::tempdir().unwrap();
+    let archive = out.path().join("go-http-native.tar");
+    let output = succeed(
+        fabricks()
+            .arg("build")
+            .arg("--native")
+            .arg(go_http())
+            .arg("-o")
+            .arg(&archive),
+    );
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("localhost/go-http:native"), "{stdout}");
+
+    let files = archive_files(&archive);
+    let index: Value = serde_json::from_slice(&files["index.json"]).unwrap();
+    let platform = &index["manifests"][0]["platform"];
+    assert_eq!(platform["os"], "linux");
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    assert_eq!(platform["architecture"], arch);
+    let config = image_config(&archive);
+    assert_eq!(
+        (&config["os"], &config["architecture"]),
+        (&platform["os"], &platform["architecture"])
+    );
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/go-http"])
+    );
+    // The native program binds its own ports, from the same spec.
+    assert_eq!(
+        config["config"]["Env"],
+        serde_json::json!(["FABRICKS_LISTEN=http=8080"])
+    );
+
+    let manifest: Value =
+        serde_json::from_slice(blob(&files, &index["manifests"][0]["digest"])).unwrap();
+    let mut layer_tar = Vec::new();
+    flate2::read::GzDecoder::new(blob(&files, &manifest["layers"][0]["digest"]))
+        .read_to_end(&mut layer_tar)
+        .unwrap();
+    let mut entries = tar::Archive::new(layer_tar.as_slice());
+    let mut entry = entries.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(entry.path().unwrap().to_str(), Some("go-http"));
+    assert_eq!(entry.header().mode().unwrap(), 0o755);
+    let mut binary = Vec::new();
+    entry.read_to_end(&mut binary).unwrap();
+    assert!(
+        binary.starts_with(b"\x7fELF"),
+        "layer does not hold an ELF executable"
+    );
+}
+
+#[test]
+fn native_images_take_no_wasm_layer() {
+    let out = tempfile::tempdir().unwrap();
+    let output = fabricks()
+        .args(["build", "--native", "--layer", "wasm"])
+        .arg(go_hello())
+        .arg("-o")
+        .arg(out.path().join("x.tar"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("only go in a tar layer"), "{stderr}");
+    assert!(!out.path().join("x.tar").exists());
+}

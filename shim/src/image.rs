@@ -10,7 +10,7 @@ use containerd_client::services::v1::{GetContainerRequest, GetImageRequest, Read
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
 use containerd_client::with_namespace;
-use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 
 /// Layer media types that carry a wasm module as the blob itself.
 pub const WASM_LAYER_TYPES: &[&str] = &[
@@ -69,21 +69,31 @@ async fn fetch_async(containerd: &str, ns: &str, id: &str, with_wasm: bool) -> R
     Ok(Some(Image { config, wasm }))
 }
 
-/// The image's manifest, choosing the `wasi/wasm` entry when the target is an index.
+/// The image's manifest. For an index: the `wasi/wasm` entry if containerd has it, else the
+/// first entry it has — a CRI pull fetches only the node-platform entry, which `fabricks push`
+/// lists with the same layer and labels.
 async fn manifest_of(channel: &Channel, ns: &str, media_type: &str, digest: &str) -> Result<ImageManifest> {
     let blob = read_blob(channel, ns, digest).await?;
     if !media_type.contains("index") && !media_type.contains("manifest.list") {
         return ImageManifest::from_reader(&blob[..]).context("parsing the image manifest");
     }
     let index = ImageIndex::from_reader(&blob[..]).context("parsing the image index")?;
-    let entry = index
-        .manifests()
-        .iter()
-        .find(|m| m.platform().as_ref().is_some_and(|p| p.architecture().to_string() == "wasm"))
-        .or_else(|| index.manifests().first())
-        .context("the image index lists no manifest")?;
-    let blob = read_blob(channel, ns, entry.digest().as_ref()).await?;
-    ImageManifest::from_reader(&blob[..]).context("parsing the image manifest")
+    let is_wasm = |m: &&Descriptor| m.platform().as_ref().is_some_and(|p| p.architecture().to_string() == "wasm");
+    let (wasm, others): (Vec<_>, Vec<_>) = index.manifests().iter().partition(is_wasm);
+    for entry in wasm.into_iter().chain(others) {
+        match read_blob(channel, ns, entry.digest().as_ref()).await {
+            Ok(blob) => return ImageManifest::from_reader(&blob[..]).context("parsing the image manifest"),
+            Err(err) if is_not_found(&err) => log::debug!("manifest {} not in the content store", entry.digest()),
+            Err(err) => return Err(err),
+        }
+    }
+    anyhow::bail!("containerd's content store holds none of the manifests image index {digest} lists; pull the image again")
+}
+
+fn is_not_found(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<containerd_client::tonic::Status>())
+        .any(|s| s.code() == containerd_client::tonic::Code::NotFound)
 }
 
 async fn read_blob(channel: &Channel, ns: &str, digest: &str) -> Result<Vec<u8>> {

@@ -31,6 +31,10 @@ pub struct ImageOptions {
     /// Seconds since the Unix epoch for `created` and file times; `None`
     /// reads `SOURCE_DATE_EPOCH`, else uses 0.
     pub created: Option<u64>,
+    /// `wasi/wasm` ([`platform`]) for a module; a Linux platform
+    /// ([`host_platform`]) packs a native executable instead, which is how the
+    /// same project is built for runc to compare against.
+    pub platform: Platform,
 }
 
 impl ImageOptions {
@@ -45,12 +49,14 @@ impl ImageOptions {
             listen: ListenSpec::default(),
             annotations: BTreeMap::new(),
             created: None,
+            platform: platform(),
         }
     }
 }
 
 /// A single-layer wasm image held in memory: three blobs (config, layer,
-/// manifest) plus the parsed documents they encode.
+/// manifest) plus the parsed documents they encode. (With a Linux
+/// [`ImageOptions::platform`], the same shape around a native executable.)
 #[derive(Clone, Debug)]
 pub struct WasmImage {
     reference: Reference,
@@ -71,10 +77,23 @@ pub fn platform() -> Platform {
         .expect("os and architecture are the only required platform fields")
 }
 
+/// `linux/<this machine's architecture>`, in OCI's names (`amd64`, `arm64`).
+pub fn host_platform() -> Platform {
+    PlatformBuilder::default()
+        .os(Os::Linux)
+        .architecture(Arch::default())
+        .build()
+        .expect("os and architecture are the only required platform fields")
+}
+
+fn is_wasi(platform: &Platform) -> bool {
+    *platform.architecture() == Arch::Wasm
+}
+
 impl WasmImage {
     /// Builds the image for the WebAssembly binary `module`.
     pub fn build(module: &[u8], options: &ImageOptions) -> Result<Self> {
-        check_module(module)?;
+        check_executable(module, options)?;
         check_entrypoint(&options.entrypoint)?;
         let created = match options.created {
             Some(secs) => secs,
@@ -137,12 +156,31 @@ impl WasmImage {
     /// index lists it.
     pub fn manifest_descriptor(&self) -> Descriptor {
         let mut descriptor = self.manifest_blob.descriptor().clone();
-        descriptor.set_platform(Some(platform()));
+        descriptor.set_platform(Some(
+            PlatformBuilder::default()
+                .os(self.config.os().clone())
+                .architecture(self.config.architecture().clone())
+                .build()
+                .expect("os and architecture are the only required platform fields"),
+        ));
         descriptor
     }
 }
 
-fn check_module(module: &[u8]) -> Result<()> {
+fn check_executable(module: &[u8], options: &ImageOptions) -> Result<()> {
+    if !is_wasi(&options.platform) {
+        ensure!(
+            module.starts_with(b"\x7fELF"),
+            "a {}/{} image needs a native ELF executable, and this file is not one",
+            options.platform.os(),
+            options.platform.architecture()
+        );
+        ensure!(
+            options.layer == LayerKind::Tar,
+            "a native executable can only go in a tar layer"
+        );
+        return Ok(());
+    }
     ensure!(
         module.starts_with(b"\0asm"),
         "the module does not start with the WebAssembly magic bytes `\\0asm`; \
@@ -167,7 +205,11 @@ fn check_entrypoint(entrypoint: &str) -> Result<()> {
     Ok(())
 }
 
-fn image_config(options: &ImageOptions, created: u64, diff_id: Option<&str>) -> Result<ImageConfiguration> {
+fn image_config(
+    options: &ImageOptions,
+    created: u64,
+    diff_id: Option<&str>,
+) -> Result<ImageConfiguration> {
     let mut config = ConfigBuilder::default().entrypoint(vec![options.entrypoint.clone()]);
     if !options.env.is_empty() {
         config = config.env(env_entries(&options.env)?);
@@ -199,8 +241,8 @@ fn image_config(options: &ImageOptions, created: u64, diff_id: Option<&str>) -> 
         .build()?;
     ImageConfigurationBuilder::default()
         .created(rfc3339(created))
-        .os(Os::Other("wasi".into()))
-        .architecture(Arch::Wasm)
+        .os(options.platform.os().clone())
+        .architecture(options.platform.architecture().clone())
         .config(config.build()?)
         .rootfs(
             RootFsBuilder::default()

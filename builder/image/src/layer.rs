@@ -68,7 +68,10 @@ fn wasm_layer(module: &[u8], entrypoint: &str) -> Layer {
     let file_name = entrypoint.rsplit('/').next().unwrap_or(entrypoint);
     let annotations = HashMap::from([(ANNOTATION_TITLE.to_owned(), file_name.to_owned())]);
     blob.descriptor_mut().set_annotations(Some(annotations));
-    Layer { diff_id: None, blob }
+    Layer {
+        diff_id: None,
+        blob,
+    }
 }
 
 fn tar_layer(module: &[u8], entrypoint: &str, mtime: u64) -> Result<Layer> {

@@ -19,7 +19,7 @@ mod tarball;
 pub use archive::{write_archive, write_archive_file};
 pub use blob::Blob;
 pub use created::{rfc3339, source_date_epoch};
-pub use image::{platform, ImageOptions, WasmImage};
+pub use image::{host_platform, platform, ImageOptions, WasmImage};
 pub use layer::LayerKind;
 pub use reference::Reference;
 

@@ -1,7 +1,7 @@
 //! .NET: `*.csproj` projects. Recognised now so such a directory gets a clear
 //! answer; building them (target `wasi-wasm`) lands in a later release.
 
-use super::{Project, Toolchain};
+use super::{Project, Target, Toolchain};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
@@ -33,7 +33,7 @@ impl Toolchain for DotNet {
         Ok(None)
     }
 
-    fn build(&self, project: &Project, _out: &Path) -> Result<()> {
+    fn build(&self, project: &Project, _target: Target, _out: &Path) -> Result<()> {
         bail!(
             "{} is a .NET project; .NET support lands in a later release. \
              Today fabricks builds Go projects (a directory with go.mod)",

@@ -1,6 +1,6 @@
 //! Go: `go.mod` projects, built with the Go toolchain's own wasip1 port.
 
-use super::{Project, Toolchain};
+use super::{Project, Target, Toolchain};
 use anyhow::{bail, Context, Result};
 use std::io::ErrorKind;
 use std::path::Path;
@@ -25,8 +25,8 @@ impl Toolchain for Go {
         }))
     }
 
-    fn build(&self, project: &Project, out: &Path) -> Result<()> {
-        let output = go_build(&project.dir, out)?;
+    fn build(&self, project: &Project, target: Target, out: &Path) -> Result<()> {
+        let output = go_build(&project.dir, target, out)?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() {
             bail!(
@@ -45,15 +45,15 @@ impl Toolchain for Go {
     }
 }
 
-fn go_build(dir: &Path, out: &Path) -> Result<Output> {
-    let result = Command::new("go")
-        .args(["build", "-trimpath", "-o"])
-        .arg(out)
-        .arg(".")
-        .env("GOOS", "wasip1")
-        .env("GOARCH", "wasm")
-        .current_dir(dir)
-        .output();
+fn go_build(dir: &Path, target: Target, out: &Path) -> Result<Output> {
+    let mut go = Command::new("go");
+    go.args(["build", "-trimpath", "-o"]).arg(out).arg(".");
+    match target {
+        Target::Wasi => go.env("GOOS", "wasip1").env("GOARCH", "wasm"),
+        // Static (no cgo), so the image needs no libc; GOARCH stays the host's.
+        Target::Native => go.env("GOOS", "linux").env("CGO_ENABLED", "0"),
+    };
+    let result = go.current_dir(dir).output();
     match result {
         Err(err) if err.kind() == ErrorKind::NotFound => bail!(
             "the `go` tool is not on PATH; install Go 1.21 or newer (https://go.dev/dl/) \

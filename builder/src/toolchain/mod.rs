@@ -20,8 +20,18 @@ pub trait Toolchain: Sync {
     /// The project in `dir` if it is one of this kind.
     fn detect(&self, dir: &Path) -> Result<Option<Project>>;
 
-    /// Compiles `project` to the WASI preview-1 module `out` (an absolute path).
-    fn build(&self, project: &Project, out: &Path) -> Result<()>;
+    /// Compiles `project` for `target` to `out` (an absolute path).
+    fn build(&self, project: &Project, target: Target, out: &Path) -> Result<()>;
+}
+
+/// What a build produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A WASI preview-1 module: what Fabricks runs.
+    Wasi,
+    /// A static executable for this machine's Linux: the same program for
+    /// runc, as the baseline the benchmarks compare against.
+    Native,
 }
 
 impl std::fmt::Debug for dyn Toolchain {
@@ -90,7 +100,7 @@ mod tests {
         let (toolchain, project) = detect(dir.path()).unwrap();
         assert_eq!(toolchain.language(), ".NET");
         let err = toolchain
-            .build(&project, &dir.path().join("out.wasm"))
+            .build(&project, Target::Wasi, &dir.path().join("out.wasm"))
             .unwrap_err();
         assert!(
             err.to_string()
