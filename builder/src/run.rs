@@ -3,7 +3,8 @@
 use crate::cli::RunArgs;
 use crate::compile;
 use crate::progress::Step;
-use crate::project::Project;
+use crate::project::{Mode, Project};
+use crate::toolchain::Target;
 use crate::signals;
 use anyhow::{bail, ensure, Context, Result};
 use fabricks_engine::{Command, Compiler, Engine, EngineOptions, ModuleKind, Preopen, Socket, Stdio, Stopper};
@@ -20,7 +21,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             step.done(format!("Pulled {reference}"));
             (pulled.path, pulled.entrypoint)
         }
-        None => module_for(&args.target)?,
+        None => module_for(&args.target, args.mode)?,
     };
     let engine = Engine::new(EngineOptions {
         cache_dir: cache_dir()?,
@@ -155,9 +156,13 @@ fn bind(listen: &ListenSpec) -> Result<Vec<Socket>> {
 
 /// The module to run and its argv[0]: a project's module is called by its
 /// image entrypoint, as under the shim; a file by the path it was given as.
-fn module_for(target: &Path) -> Result<(PathBuf, String)> {
+fn module_for(target: &Path, mode: Option<Mode>) -> Result<(PathBuf, String)> {
     if target.is_dir() {
-        let compiled = compile::compile(target, crate::toolchain::Target::Wasi)?;
+        let wasm = match Project::load(target)?.mode(mode) {
+            Mode::Command => Target::Wasi,
+            Mode::Reactor => Target::Reactor,
+        };
+        let compiled = compile::compile(target, wasm)?;
         let program = compiled.entrypoint();
         return Ok((compiled.module, program));
     }

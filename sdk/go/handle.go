@@ -9,7 +9,7 @@ var handler http.Handler
 //
 // A reactor build (`fabricks build --mode reactor`, or mode = "reactor" in
 // fabricks.toml; underneath GOOS=wasip1 GOARCH=wasm go build
-// -buildmode=c-shared) has no main loop: main is never called, only package
+// -buildmode=c-shared -tags fabricks_reactor) has no main loop: main is never called, only package
 // initialisation runs, and then the Fabricks host calls into the module once
 // per request (the ABI is in docs/reactor-abi.md). So Handle must be called
 // from an init function or a package-level variable initialiser.

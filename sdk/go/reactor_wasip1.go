@@ -1,9 +1,11 @@
-//go:build wasip1 && go1.24
+//go:build wasip1 && go1.24 && fabricks_reactor
 
 package fabricks
 
 // The module side of the Fabricks HTTP reactor ABI, version 1
-// (docs/reactor-abi.md). The host calls fabricks_http_alloc for a buffer,
+// (docs/reactor-abi.md). Only in reactor builds (fabricks build --mode reactor
+// passes -buildmode=c-shared -tags fabricks_reactor): a command module must
+// import nothing beyond WASI. The host calls fabricks_http_alloc for a buffer,
 // writes the request head into it, then calls fabricks_http_handle; the
 // handler reads the body and writes the response through the host imports.
 

@@ -279,7 +279,8 @@ fn check_exports(module: &Module, program: &str) -> Result<()> {
         bail!(
             "{program} is a reactor module (it exports `_initialize`) but not a Fabricks HTTP reactor: \
              it lacks the export `{EXPORT_VERSION}`. Register the handler with fabricks.Handle (Go SDK \
-             github.com/fabricks-dev/fabricks/sdk/go) and build with `fabricks build --mode reactor`"
+             github.com/fabricks-dev/fabricks/sdk/go) and build with `fabricks build --mode reactor` \
+             (which passes -buildmode=c-shared -tags fabricks_reactor)"
         );
     }
     for (name, params, results) in [(EXPORT_VERSION, 0, 1), (EXPORT_ALLOC, 1, 1), (EXPORT_HANDLE, 1, 1)] {
@@ -322,10 +323,7 @@ fn request_read(mut caller: Caller<'_, ReactorHost>, ptr: u32, len: u32) -> Resu
     let cap = range.len().min(i32::MAX as usize);
     match exchange.read_body(&mut memory[range][..cap]) {
         Ok(n) => Ok(n as i32),
-        Err(e) => {
-            log::debug!("request body: {e:#}");
-            Ok(-1)
-        }
+        Err(e) => guest_error(host, "request body", e),
     }
 }
 
@@ -349,13 +347,20 @@ fn response_write(mut caller: Caller<'_, ReactorHost>, ptr: u32, len: u32) -> Re
     let Some((memory, host)) = memory_and_host(&mut caller) else { bail!("the module has no memory") };
     let range = guest_range(memory.len(), ptr, len).context("response_write: chunk outside the module's memory")?;
     let Some(exchange) = host.exchange.as_mut() else { bail!("response_write called outside a request") };
-    Ok(match exchange.write_body(&memory[range]) {
-        Ok(()) => 0,
-        Err(e) => {
-            log::debug!("response body: {e:#}");
-            -1
-        }
-    })
+    match exchange.write_body(&memory[range]) {
+        Ok(()) => Ok(0),
+        Err(e) => guest_error(host, "response body", e),
+    }
+}
+
+/// A failed host call: -1 to the guest (the client went away), except past the deadline,
+/// which ends the call as a timeout, as it would in wasm code.
+fn guest_error(host: &ReactorHost, what: &str, err: anyhow::Error) -> Result<i32> {
+    if host.deadline.is_some_and(|at| Instant::now() >= at) {
+        return Err(Timeout.into());
+    }
+    log::debug!("{what}: {err:#}");
+    Ok(-1)
 }
 
 /// The error a call ends with when its request's deadline passed.

@@ -4,6 +4,8 @@
 //! the sizes.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
@@ -24,14 +26,24 @@ const BODY_CHUNKS: usize = 4;
 pub type BodyResult = Result<Frame<Bytes>, std::io::Error>;
 
 /// The response body: whatever the module writes, as it writes it.
-pub struct ChannelBody(mpsc::Receiver<BodyResult>);
+pub struct ChannelBody {
+    chunks: mpsc::Receiver<BodyResult>,
+    /// Set when the response was cut short (a trap, the deadline): the end of the
+    /// channel is then an error, so hyper aborts the response rather than completing it.
+    aborted: Arc<AtomicBool>,
+}
 
 impl Body for ChannelBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<BodyResult>> {
-        self.0.poll_recv(cx)
+        match self.chunks.poll_recv(cx) {
+            Poll::Ready(None) if self.aborted.load(Ordering::SeqCst) => {
+                Poll::Ready(Some(Err(std::io::Error::other("the module's response was cut short"))))
+            }
+            other => other,
+        }
     }
 }
 
@@ -43,6 +55,7 @@ pub struct HyperExchange {
     pending: Bytes,
     head: Option<(oneshot::Sender<Response<ChannelBody>>, mpsc::Receiver<BodyResult>)>,
     body: mpsc::Sender<BodyResult>,
+    aborted: Arc<AtomicBool>,
 }
 
 impl HyperExchange {
@@ -57,6 +70,7 @@ impl HyperExchange {
             pending: Bytes::new(),
             head: Some((head_tx, body_rx)),
             body: body_tx,
+            aborted: Arc::default(),
         };
         (exchange, head_rx)
     }
@@ -93,7 +107,7 @@ impl Exchange for HyperExchange {
 
     fn send_head(&mut self, status: u16, headers: &[u8]) -> Result<()> {
         let (head_tx, body_rx) = self.head.take().context("the module sent the response head twice")?;
-        let mut response = Response::new(ChannelBody(body_rx));
+        let mut response = Response::new(ChannelBody { chunks: body_rx, aborted: self.aborted.clone() });
         *response.status_mut() = StatusCode::from_u16(status)
             .ok()
             .filter(|s| !s.is_informational())
@@ -111,15 +125,17 @@ impl Exchange for HyperExchange {
         }
         let frame = Ok(Frame::data(Bytes::copy_from_slice(chunk)));
         let body = self.body.clone();
-        self.wait(body.send(frame))?.map_err(|_| anyhow!("the client went away"))
+        let sent = self.wait(body.send(frame));
+        if sent.is_err() {
+            // Past the deadline: whatever the module does next, this response is incomplete.
+            self.aborted.store(true, Ordering::SeqCst);
+        }
+        sent?.map_err(|_| anyhow!("the client went away"))
     }
 
     fn fail(&mut self, why: &str) {
-        // Only matters once the head is out: an error frame makes hyper cut the response
-        // short instead of ending it as if it were whole.
-        if self.head.is_none() {
-            let _ = self.body.try_send(Err(std::io::Error::other(why.to_string())));
-        }
+        log::debug!("response aborted: {why}");
+        self.aborted.store(true, Ordering::SeqCst);
     }
 }
 
