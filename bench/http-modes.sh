@@ -68,10 +68,17 @@ build() {
 	cp -r "$REPO/examples/go-http" "$TMP/src/examples/"
 	cp -r "$REPO/sdk/go" "$TMP/src/sdk/"
 	rm -rf "$TMP/src/examples/go-http/.fabricks"
-	local dir=$TMP/src/examples/go-http
-	"$FABRICKS" build "$dir" --native -t "${IMAGE[native]}" -o "$TMP/native.tar" >/dev/null
-	"$FABRICKS" build "$dir" --mode command -t "${IMAGE[command]}" -o "$TMP/command.tar" >/dev/null
-	"$FABRICKS" build "$dir" --mode reactor -t "${IMAGE[reactor]}" -o "$TMP/reactor.tar" >/dev/null
+	build_one native --native
+	build_one command --mode command
+	build_one reactor --mode reactor
+}
+
+# build_one MODE FLAGS...: the MODE image archive, quietly unless the build fails.
+build_one() {
+	local m=$1
+	shift
+	"$FABRICKS" build "$TMP/src/examples/go-http" "$@" -t "${IMAGE[$m]}" -o "$TMP/$m.tar" >"$TMP/build.log" 2>&1 ||
+		{ cat "$TMP/build.log" >&2; exit 1; }
 }
 
 import() {
@@ -87,7 +94,9 @@ import() {
 start() {
 	local m=$1 env=(--env "FABRICKS_LISTEN=http=127.0.0.1:${PORT[$1]}") i
 	if [[ -n ${FABRICKS_INSTANCES:-} ]]; then env+=(--env "FABRICKS_INSTANCES=$FABRICKS_INSTANCES"); fi
-	ctr run -d --net-host --runtime "${RUNTIME[$m]}" "${env[@]}" "${IMAGE[$m]}" "bench-$m" >/dev/null
+	# Every mode logs each request (go-http's request log) to a file: with no reader, a task's
+	# stdout pipe fills up and blocks the server.
+	ctr run -d --net-host --log-uri "file://$TMP/$m.log" --runtime "${RUNTIME[$m]}" "${env[@]}" "${IMAGE[$m]}" "bench-$m" >/dev/null
 	for ((i = 0; i < 300; i++)); do
 		curl -fsS -m 2 -o /dev/null "http://127.0.0.1:${PORT[$m]}/healthz" 2>/dev/null && return 0
 		sleep 0.2
@@ -102,6 +111,11 @@ wrk_rps() {
 	out=$(wrk -t"$threads" -c"$conns" -d"${secs}s" "http://127.0.0.1:${PORT[$1]}$path")
 	if grep -q 'Non-2xx' <<<"$out"; then
 		echo "bench: $1 answered errors:" >&2
+		echo "$out" >&2
+		exit 1
+	fi
+	if ! grep -q '^Requests/sec:' <<<"$out" || grep -q '^  0 requests' <<<"$out"; then
+		echo "bench: $1 served no requests:" >&2
 		echo "$out" >&2
 		exit 1
 	fi
