@@ -124,6 +124,12 @@ impl Exchange for HyperExchange {
             bail!("the module wrote body bytes before the response head");
         }
         let frame = Ok(Frame::data(Bytes::copy_from_slice(chunk)));
+        // Usually there is room: no timer, no trip through the runtime.
+        let frame = match self.body.try_send(frame) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => bail!("the client went away"),
+            Err(mpsc::error::TrySendError::Full(frame)) => frame,
+        };
         let body = self.body.clone();
         let sent = self.wait(body.send(frame));
         if sent.is_err() {
