@@ -105,6 +105,7 @@ pub struct ReactorInstance {
     alloc: TypedFunc<u32, u32>,
     handle: TypedFunc<u32, u32>,
     trap_sink: Arc<Mutex<TrapSink>>,
+    stopper: Stopper,
 }
 
 impl Engine {
@@ -190,6 +191,7 @@ impl Reactor {
             store,
             memory,
             trap_sink: Arc::new(Mutex::new(trap_sink)),
+            stopper: self.stopper.clone(),
         })
     }
 
@@ -222,6 +224,10 @@ impl ReactorInstance {
     /// Serves one request: `head` is the encoded request head (see the ABI), `exchange`
     /// carries the body and the response. After an error the instance is broken: drop it.
     pub fn handle(&mut self, head: &[u8], exchange: Box<dyn Exchange>, deadline: Instant) -> Result<(), CallError> {
+        // The epoch tick of a stop that came first would not be seen by this call's deadline.
+        if let Some(sig) = self.stopper.requested() {
+            return Err(CallError::Stopped(sig));
+        }
         self.store.data_mut().exchange = Some(exchange);
         self.store.data_mut().deadline = Some(deadline);
         self.store.set_epoch_deadline(1);
