@@ -35,6 +35,10 @@ pub fn prepare(
         );
     }
     let settings = settings(spec).context("reading the reactor settings")?;
+    let template = Arc::new(command);
+    let factory = move || duplicate(&template);
+    let reactor = Reactor::new(engine, module, program, Arc::new(factory), stopper, settings.instance_memory)?;
+    let pool = Arc::new(Pool::new(reactor, &settings)?);
     log::info!(
         "{program}: reactor with {} instances, queue {}, timeout {}s, memory per instance {}",
         settings.instances,
@@ -42,10 +46,6 @@ pub fn prepare(
         settings.timeout.as_secs(),
         settings.instance_memory.map_or("unlimited".into(), |b| format!("{} MiB", b >> 20))
     );
-    let template = Arc::new(command);
-    let factory = move || duplicate(&template);
-    let reactor = Reactor::new(engine, module, program, Arc::new(factory), stopper, settings.instance_memory)?;
-    let pool = Arc::new(Pool::new(reactor, &settings)?);
     Ok(ReactorTask { pool, settings, listeners: sockets.into_iter().map(|s| s.listener).collect() })
 }
 
