@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016,SC2001 # `bash -c` conditions read their values as $1, $2... on purpose; sed prefixes every line
 # End-to-end tests of `fabricks push`/`build --push`/`run REF` against a real private
 # docker-registry (test-cluster/registry.sh) and image pulls by real containerds (ctr, both
 # flavours through harness.sh).
@@ -93,6 +94,7 @@ check "pushing the same image again uploads no blob" \
 	"exit $RC, uploaded_bytes=$(jq -r .uploaded_bytes <<<"$JSON" 2>/dev/null), skipped=$(jq -r .skipped_blobs <<<"$JSON" 2>/dev/null), blob uploads in the registry log $before -> $after" \
 	test "$RC" -eq 0 -a "$(jq -r .uploaded_bytes <<<"$JSON" 2>/dev/null)" = 0 -a \
 	"$(jq -r .skipped_blobs <<<"$JSON" 2>/dev/null)" = 2 -a "$before" = "$after"
+# shellcheck disable=SC2154 # DIGEST_go_hello: set by the eval above
 check "the second push gives the same digest and logs 'exists, skipped'" "digest $(jq -r .digest <<<"$JSON" 2>/dev/null) vs $DIGEST_go_hello" \
 	bash -c '[[ $1 == "$2" ]] && grep -q "exists, skipped" "$3"' _ "$(jq -r .digest <<<"$JSON" 2>/dev/null)" "$DIGEST_go_hello" "$TMP/again.err"
 
@@ -111,8 +113,7 @@ check "a wasm-layer image pushes and runs from the registry" "exit $RC" \
 
 # --- containerd pulls and runs ----------------------------------------------------------------
 for f in $FLAVOURS; do
-	OUT=$("$H" up "$f" 2>&1)
-	if [[ $? -ne 0 ]]; then
+	if ! OUT=$("$H" up "$f" 2>&1); then
 		not_ok "[$f] harness up" "harness.sh up $f failed" "$OUT"
 		continue
 	fi
@@ -135,11 +136,11 @@ done
 
 # --- credentials --------------------------------------------------------------------------------
 mkdir -p "$TMP/nodocker"
-OUT=$(DOCKER_CONFIG=$FABRICKS_HARNESS_DIR/registry-auth/docker FABRICKS_REGISTRY_USERNAME= \
+OUT=$(DOCKER_CONFIG=$FABRICKS_HARNESS_DIR/registry-auth/docker FABRICKS_REGISTRY_USERNAME='' \
 	"$FAB" push "$TMP/go-hello.tar" "$AREG/examples/go-hello:dev" 2>&1)
 RC=$?
 check "push to the htpasswd registry with DOCKER_CONFIG credentials" "exit $RC" test $RC -eq 0
-OUT=$(DOCKER_CONFIG=$TMP/nodocker FABRICKS_REGISTRY_USERNAME= \
+OUT=$(DOCKER_CONFIG=$TMP/nodocker FABRICKS_REGISTRY_USERNAME='' \
 	"$FAB" push "$TMP/go-hello.tar" "$AREG/examples/go-hello:anon" 2>&1)
 RC=$?
 check "push without credentials fails naming 401 and the registry" "exit $RC" \
