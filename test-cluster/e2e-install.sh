@@ -19,6 +19,7 @@ source "$HERE/lib/suite.sh"
 readonly IMG=localhost/go-http:latest
 INSTALLER=$REPO/target/release/fabricks-node-installer
 SET_KEYS=$REPO/target/release/examples/set-keys
+IMAGE_TOOL=$REPO/target/release/fabricks-installer-image
 readonly SHIM_ON_HOST=usr/local/bin/containerd-shim-fabricks-v1
 readonly CONFIG_ON_HOST=etc/containerd/config.toml
 
@@ -49,7 +50,7 @@ build_all() {
 	expect_rc 0 || return
 	run_cmd cargo build --release --manifest-path "$REPO/Cargo.toml" -p fabricks-installer --example set-keys
 	expect_rc 0 || return
-	[[ -x $INSTALLER && -x $SET_KEYS && -x $FABRICKS_SHIM && -x $FABRICKS ]] || why "a binary is missing"
+	[[ -x $INSTALLER && -x $SET_KEYS && -x $IMAGE_TOOL && -x $FABRICKS_SHIM && -x $FABRICKS ]] || why "a binary is missing"
 }
 
 # `fabricks build` writes into the project's .fabricks/: a private copy (go.mod points at the SDK).
@@ -121,6 +122,29 @@ rke2_template() {
 	installer uninstall "$root"
 	expect_rc 0 || return
 	same "$TMP/rke2.tmpl" "$root/$dir/config.toml.tmpl" "the user's template was not restored"
+}
+
+# The chart's image, built without docker, is self-contained: its installer runs in a chroot
+# of the image's own filesystem and, with its defaults (the shim from /opt/fabricks, the host
+# at /host), installs onto a host root placed there.
+installer_image() {
+	local root=$TMP/image-root manifest layer
+	run_cmd "$IMAGE_TOOL" -o "$TMP/installer.tar" -t localhost/fabricks/node-installer:test
+	expect_rc 0 || return
+	[[ $(tar -xOf "$TMP/installer.tar" index.json | jq -r '.manifests[0].platform | .os + "/" + .architecture') == linux/amd64 ]] ||
+		why "the image is not for linux/amd64" || return
+	manifest=$(tar -xOf "$TMP/installer.tar" index.json | jq -r '.manifests[0].digest')
+	layer=$(tar -xOf "$TMP/installer.tar" "blobs/sha256/${manifest#sha256:}" | jq -r '.layers[0].digest')
+	mkdir -p "$root/host" && tar -xOf "$TMP/installer.tar" "blobs/sha256/${layer#sha256:}" | tar -xz -C "$root" ||
+		why "cannot unpack the image's layer" || return
+	run_cmd env -u NODE_NAME RUST_LOG=warn chroot "$root" /usr/local/bin/fabricks-node-installer install --no-restart --containerd-version 1
+	expect_rc 0 && expect_out "copied the shim" && expect_out "registered runtime" || return
+	same "$FABRICKS_SHIM" "$root/host/$SHIM_ON_HOST" "the shim the image installed differs" || return
+	[[ $(head -n1 "$root/host/$CONFIG_ON_HOST") == "version = 2" ]] || why "the new config is not version 2 (containerd 1)" || return
+	run_cmd env -u NODE_NAME RUST_LOG=warn chroot "$root" /usr/local/bin/fabricks-node-installer uninstall --no-restart
+	expect_rc 0 || return
+	[[ -z $(find "$root/host" -type f) ]] || why "uninstall left $(find "$root/host" -type f)" || return
+	note "image $(du -h "$TMP/installer.tar" | cut -f1): $(tar -xOf "$TMP/installer.tar" "blobs/sha256/${layer#sha256:}" | tar -tz | grep -v '/$' | paste -sd' ')"
 }
 
 # --- per flavour: a real containerd on the edited config -----------------------------------
@@ -288,6 +312,7 @@ check "a config that does not parse: exit 1, says so, file untouched, no backup"
 check "no config: created (version 3 for containerd 2), uninstall removes it" missing_config
 check "k3s (containerd 2): config-v3.toml.tmpl from the base template; twice; uninstall" k3s_template
 check "RKE2 (containerd 1.7): block added to the user's template; twice; uninstall restores it" rke2_template
+check "installer image (no docker): linux/amd64, runs in its own rootfs, installs onto /host with its defaults" installer_image
 if check "fabricks build go-http" build_http; then
 	for F in "${flavours[@]}"; do
 		t=$SECONDS
