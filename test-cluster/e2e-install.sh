@@ -25,6 +25,8 @@ readonly CONFIG_ON_HOST=etc/containerd/config.toml
 
 suite_begin e2e-install fh-install-e2e
 NOFLAVOUR=local
+API_PID=''
+suite_stop() { if [[ -n $API_PID ]]; then kill "$API_PID" 2>/dev/null; fi; }
 
 # installer ACTION ROOT [ARGS...]: the installer on the fake host root ROOT; never restarts
 # anything (this suite starts containerd itself) and labels no node.
@@ -145,6 +147,80 @@ installer_image() {
 	expect_rc 0 || return
 	[[ -z $(find "$root/host" -type f) ]] || why "uninstall left $(find "$root/host" -type f)" || return
 	note "image $(du -h "$TMP/installer.tar" | cut -f1): $(tar -xOf "$TMP/installer.tar" "blobs/sha256/${layer#sha256:}" | tar -tz | grep -v '/$' | paste -sd' ')"
+}
+
+# A stand-in for the API server's nodes endpoint: TLS from a CA of its own, every PATCH
+# appended as JSON to a file. Prints its port.
+fake_api_server() {
+	cat >"$TMP/api.py" <<'PY'
+import http.server, json, ssl, sys
+
+class Nodes(http.server.BaseHTTPRequestHandler):
+    def do_PATCH(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        seen = {"path": self.path, "auth": self.headers.get("Authorization"),
+                "type": self.headers.get("Content-Type"), "body": body}
+        with open(sys.argv[3], "a") as f:
+            f.write(json.dumps(seen, sort_keys=True) + "\n")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Nodes)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[1], sys.argv[2])
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+PY
+	local d=$TMP/pki
+	mkdir -p "$d"
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$d/ca.key" -out "$d/ca.crt" -days 1 -subj /CN=fake-kube-ca \
+		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign >/dev/null 2>&1 &&
+		openssl req -newkey rsa:2048 -nodes -keyout "$d/api.key" -out "$d/api.csr" -subj /CN=kubernetes >/dev/null 2>&1 &&
+		printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$d/ext" &&
+		openssl x509 -req -in "$d/api.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 1 \
+			-extfile "$d/ext" -out "$d/api.crt" >/dev/null 2>&1 || why "openssl could not make the test PKI" || return
+	python3 "$TMP/api.py" "$d/api.crt" "$d/api.key" "$TMP/patches" >"$TMP/api.port" 2>"$TMP/api.err" </dev/null &
+	API_PID=$!
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[[ -s $TMP/api.port ]] && return 0
+		sleep 0.1
+	done
+	why "the fake API server did not start: $(cat "$TMP/api.err")"
+}
+
+# The label: install and uninstall in the image's rootfs with a pod's service account and
+# environment send the API server a merge patch of the node's labels, over TLS verified
+# against the account's CA, with its token.
+node_label() {
+	local root=$TMP/image-root account want
+	[[ -x $root/usr/local/bin/fabricks-node-installer ]] || why "no unpacked installer image" || return
+	fake_api_server || return
+	account=$root/var/run/secrets/kubernetes.io/serviceaccount
+	mkdir -p "$account" && cp "$TMP/pki/ca.crt" "$account/ca.crt" && printf 'test-token\n' >"$account/token"
+	for action in install uninstall; do
+		run_cmd env RUST_LOG=warn NODE_NAME=node-a KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT="$(cat "$TMP/api.port")" \
+			chroot "$root" /usr/local/bin/fabricks-node-installer "$action" --no-restart --containerd-version 1
+		expect_rc 0 || return
+	done
+	want='{"auth": "Bearer test-token", "body": {"metadata": {"labels": {"fabricks.io/runtime": "installed"}}}, "path": "/api/v1/nodes/node-a", "type": "application/merge-patch+json"}
+{"auth": "Bearer test-token", "body": {"metadata": {"labels": {"fabricks.io/runtime": null}}}, "path": "/api/v1/nodes/node-a", "type": "application/merge-patch+json"}'
+	OUT=$(cat "$TMP/patches" 2>/dev/null)
+	[[ $OUT == "$want" ]] || why "the API server saw: ${OUT:-nothing}" || return
+	# The control: with another CA in the account the server's certificate is refused.
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TMP/pki/other.key" -out "$account/ca.crt" -days 1 \
+		-subj /CN=other-ca -addext basicConstraints=critical,CA:TRUE >/dev/null 2>&1 || why "openssl failed" || return
+	run_cmd env RUST_LOG=warn NODE_NAME=node-a KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT="$(cat "$TMP/api.port")" \
+		chroot "$root" /usr/local/bin/fabricks-node-installer uninstall --no-restart
+	[[ $RC == 1 ]] || why "a server with a certificate from another CA was accepted" || return
+	expect_err_re 'PATCH https://127\.0\.0\.1:[0-9]+/api/v1/nodes/node-a' || return
+	[[ $(wc -l <"$TMP/patches") == 2 ]] || why "the API server got a patch through an unverified connection"
 }
 
 # --- per flavour: a real containerd on the edited config -----------------------------------
@@ -312,7 +388,9 @@ check "a config that does not parse: exit 1, says so, file untouched, no backup"
 check "no config: created (version 3 for containerd 2), uninstall removes it" missing_config
 check "k3s (containerd 2): config-v3.toml.tmpl from the base template; twice; uninstall" k3s_template
 check "RKE2 (containerd 1.7): block added to the user's template; twice; uninstall restores it" rke2_template
-check "installer image (no docker): linux/amd64, runs in its own rootfs, installs onto /host with its defaults" installer_image
+if check "installer image (no docker): linux/amd64, runs in its own rootfs, installs onto /host with its defaults" installer_image; then
+	check "node label: install/uninstall PATCH the node over TLS with the service account; a foreign CA is refused" node_label
+fi
 if check "fabricks build go-http" build_http; then
 	for F in "${flavours[@]}"; do
 		t=$SECONDS
