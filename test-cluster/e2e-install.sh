@@ -89,6 +89,21 @@ missing_config() {
 	[[ ! -e $root/$CONFIG_ON_HOST && ! -e $root/$SHIM_ON_HOST ]] || why "uninstall left $(cd "$root" && find . -type f)"
 }
 
+# A restart that fails (here: no such unit, or no host PID 1 to enter) fails the run and is
+# owed: the next run retries it instead of reporting no change.
+restart_owed() {
+	local root=$TMP/restart marker attempt
+	mkdir -p "$root/etc/containerd" && printf 'version = 2\n' >"$root/$CONFIG_ON_HOST"
+	marker=$root/$CONFIG_ON_HOST.fabricks-restart-pending
+	for attempt in first second; do
+		run_cmd env -u NODE_NAME RUST_LOG=warn "$INSTALLER" install --host-root "$root" --shim "$FABRICKS_SHIM" --unit fabricks-e2e-no-such.service
+		[[ $RC == 1 ]] || why "the $attempt run did not fail (exit $RC)" || return
+		expect_err_re 'restarting containerd; the next run retries' && [[ -e $marker ]] || return
+	done
+	installer install "$root"
+	expect_no_change install
+}
+
 # k3s writes containerd's config (here a version 3 one, as for its containerd 2.x) at every
 # start: the installer writes config-v3.toml.tmpl, base template first, and leaves config.toml.
 k3s_template() {
@@ -386,6 +401,7 @@ if ((prepared == 0)); then
 fi
 check "a config that does not parse: exit 1, says so, file untouched, no backup" broken_config
 check "no config: created (version 3 for containerd 2), uninstall removes it" missing_config
+check "a failed restart: exit 1, and the next run restarts again (not 'no change')" restart_owed
 check "k3s (containerd 2): config-v3.toml.tmpl from the base template; twice; uninstall" k3s_template
 check "RKE2 (containerd 1.7): block added to the user's template; twice; uninstall restores it" rke2_template
 if check "installer image (no docker): linux/amd64, runs in its own rootfs, installs onto /host with its defaults" installer_image; then

@@ -61,6 +61,12 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Set while containerd owes a restart for a config we changed: a run that fails to restart
+/// leaves it, so the next run restarts although the config itself needs no change.
+pub fn restart_marker(config: &Path) -> PathBuf {
+    with_suffix(config, ".fabricks-restart-pending")
+}
+
 pub fn backup_path(path: &Path) -> PathBuf {
     with_suffix(path, BACKUP_SUFFIX)
 }
@@ -72,28 +78,43 @@ pub fn created_marker(path: &Path) -> PathBuf {
 /// The file's text, `None` if it does not exist.
 pub fn read_optional(path: &Path) -> Result<Option<String>> {
     match fs::read(path) {
-        Ok(bytes) => String::from_utf8(bytes)
-            .map(Some)
-            .with_context(|| format!("{} is not UTF-8 text; fix it and run again (nothing was changed)", path.display())),
+        Ok(bytes) => String::from_utf8(bytes).map(Some).with_context(|| {
+            format!(
+                "{} is not UTF-8 text; fix it and run again (nothing was changed)",
+                path.display()
+            )
+        }),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}; is the host's root mounted read-write?", path.display())),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "reading {}; is the host's root mounted read-write?",
+                path.display()
+            )
+        }),
     }
 }
 
 /// Replaces `path` through a temporary file beside it (a crash never leaves half a config),
 /// keeping the old file's permissions.
-fn write_atomic(path: &Path, data: &[u8], default_mode: u32) -> Result<()> {
+pub fn write_atomic(path: &Path, data: &[u8], default_mode: u32) -> Result<()> {
     let dir = path.parent().context("a file path has a parent")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mode = fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(default_mode);
+    let mode = fs::metadata(path)
+        .map(|m| m.permissions().mode())
+        .unwrap_or(default_mode);
     let temp = with_suffix(path, ".fabricks-new");
-    fs::write(&temp, data).with_context(|| format!("writing {}; is the host's root mounted read-write?", temp.display()))?;
+    fs::write(&temp, data).with_context(|| {
+        format!(
+            "writing {}; is the host's root mounted read-write?",
+            temp.display()
+        )
+    })?;
     fs::set_permissions(&temp, fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting the mode of {}", temp.display()))?;
     fs::rename(&temp, path).with_context(|| format!("moving {} into place", path.display()))
 }
 
-fn remove_if_present(path: &Path) -> Result<bool> {
+pub fn remove_if_present(path: &Path) -> Result<bool> {
     match fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
@@ -119,7 +140,9 @@ fn save_original(path: &Path, current: Option<&str>, base: &str) -> Result<()> {
 /// The file before our first edit, as `save_original` kept it.
 enum Original {
     /// It did not exist; we started it from this text.
-    Absent { base: String },
+    Absent {
+        base: String,
+    },
     Text(String),
 }
 
@@ -189,7 +212,10 @@ fn made_from(edit: &dyn Edit, original: &Original, current: &str, what: &str) ->
 /// Replaced by rename: running shims keep executing the old file (no ETXTBSY).
 pub fn copy_binary(src: &Path, dest: &Path) -> Result<bool> {
     let new = fs::read(src).with_context(|| {
-        format!("reading the shim binary {}; the installer image ships it there (or pass --shim)", src.display())
+        format!(
+            "reading the shim binary {}; the installer image ships it there (or pass --shim)",
+            src.display()
+        )
     })?;
     if fs::read(dest).is_ok_and(|old| old == new) {
         return Ok(false);
@@ -212,7 +238,9 @@ mod tests {
     const ORIGINAL: &str = "# ops\nversion = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"pause:3.9\"\n";
 
     fn config_edit() -> ConfigEdit {
-        ConfigEdit { new_schema: Schema::V2 }
+        ConfigEdit {
+            new_schema: Schema::V2,
+        }
     }
 
     #[test]
@@ -223,14 +251,23 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         assert!(apply(&path, &config_edit()).unwrap());
         let once = fs::read_to_string(&path).unwrap();
-        assert!(!apply(&path, &config_edit()).unwrap(), "second run changes nothing");
+        assert!(
+            !apply(&path, &config_edit()).unwrap(),
+            "second run changes nothing"
+        );
         assert_eq!(fs::read_to_string(&path).unwrap(), once);
         assert_eq!(fs::read_to_string(backup_path(&path)).unwrap(), ORIGINAL);
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
         assert!(revert(&path, &config_edit()).unwrap());
         assert_eq!(fs::read_to_string(&path).unwrap(), ORIGINAL);
         assert!(!backup_path(&path).exists());
-        assert!(!revert(&path, &config_edit()).unwrap(), "second revert changes nothing");
+        assert!(
+            !revert(&path, &config_edit()).unwrap(),
+            "second revert changes nothing"
+        );
     }
 
     #[test]
@@ -239,23 +276,36 @@ mod tests {
         let path = dir.path().join("config.toml");
         fs::write(&path, ORIGINAL).unwrap();
         apply(&path, &config_edit()).unwrap();
-        let edited = fs::read_to_string(&path).unwrap().replace("pause:3.9", "pause:3.10");
+        let edited = fs::read_to_string(&path)
+            .unwrap()
+            .replace("pause:3.9", "pause:3.10");
         fs::write(&path, &edited).unwrap();
         revert(&path, &config_edit()).unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), ORIGINAL.replace("pause:3.9", "pause:3.10"));
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            ORIGINAL.replace("pause:3.9", "pause:3.10")
+        );
     }
 
     #[test]
     fn missing_config_is_created_and_removed_again() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("etc/containerd/config.toml");
-        let edit = ConfigEdit { new_schema: Schema::V3 };
+        let edit = ConfigEdit {
+            new_schema: Schema::V3,
+        };
         assert!(apply(&path, &edit).unwrap());
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("version = 3\n"), "{text}");
         assert!(created_marker(&path).exists());
         // Uninstall does not know the schema the file was created with: the marker does.
-        assert!(revert(&path, &ConfigEdit { new_schema: Schema::V2 }).unwrap());
+        assert!(revert(
+            &path,
+            &ConfigEdit {
+                new_schema: Schema::V2
+            }
+        )
+        .unwrap());
         assert!(!path.exists() && !created_marker(&path).exists());
     }
 
@@ -266,7 +316,10 @@ mod tests {
         fs::write(&path, "version = 2\n[plugins\n").unwrap();
         let err = apply(&path, &config_edit()).unwrap_err();
         assert!(format!("{err:#}").contains("is not valid TOML"));
-        assert_eq!(fs::read_to_string(&path).unwrap(), "version = 2\n[plugins\n");
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "version = 2\n[plugins\n"
+        );
         assert!(!backup_path(&path).exists(), "no backup of a refused file");
     }
 
@@ -289,7 +342,10 @@ mod tests {
         fs::write(&src, b"\x7fELF shim").unwrap();
         assert!(copy_binary(&src, &dest).unwrap());
         assert!(!copy_binary(&src, &dest).unwrap());
-        assert_eq!(fs::metadata(&dest).unwrap().permissions().mode() & 0o777, 0o755);
+        assert_eq!(
+            fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
         assert!(remove_binary(&dest).unwrap());
         assert!(!remove_binary(&dest).unwrap());
     }

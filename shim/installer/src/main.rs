@@ -22,7 +22,10 @@ const SHIM_NAME: &str = "containerd-shim-fabricks-v1";
 const LABEL_VALUE: &str = "installed";
 
 #[derive(Parser)]
-#[command(version, about = "Installs the Fabricks containerd shim on a Kubernetes node")]
+#[command(
+    version,
+    about = "Installs the Fabricks containerd shim on a Kubernetes node"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Action,
@@ -58,6 +61,10 @@ struct Options {
     /// Do not restart containerd after changing its config.
     #[arg(long)]
     no_restart: bool,
+    /// systemd unit to restart, the first active one of those given (default: containerd; on
+    /// k3s k3s, k3s-agent; on RKE2 rke2-server, rke2-agent).
+    #[arg(long = "unit")]
+    units: Vec<String>,
     /// Node to label (the chart passes the pod's node name); none: no label.
     #[arg(long, env = "NODE_NAME")]
     node_name: Option<String>,
@@ -98,7 +105,9 @@ fn main() {
 }
 
 fn install(o: &Options) -> Result<()> {
-    let host = Host { root: o.host_root.clone() };
+    let host = Host {
+        root: o.host_root.clone(),
+    };
     let mut changes = Vec::new();
     let shim = o.bin_dir.join(SHIM_NAME);
     if install::copy_binary(&o.shim, &host.path(&shim))? {
@@ -107,9 +116,13 @@ fn install(o: &Options) -> Result<()> {
     let target = install_target(&host, o)?;
     let config_changed = install::apply(&host.path(&target.path), target.edit.as_ref())?;
     if config_changed {
-        changes.push(format!("registered runtime `fabricks` in {}", target.path.display()));
-        restart(o, &target.path)?;
+        changes.push(format!(
+            "registered runtime `fabricks` in {}",
+            target.path.display()
+        ));
     }
+    let config = host.config_path(o.config.as_deref());
+    restart_if_owed(&host, o, &config, config_changed, &mut changes)?;
     if let Some(node) = &o.node_name {
         node::set_label(node, &o.label, Some(LABEL_VALUE))?;
         log::info!("node {node}: label {}={LABEL_VALUE}", o.label);
@@ -119,7 +132,9 @@ fn install(o: &Options) -> Result<()> {
 }
 
 fn uninstall(o: &Options) -> Result<()> {
-    let host = Host { root: o.host_root.clone() };
+    let host = Host {
+        root: o.host_root.clone(),
+    };
     let mut changes = Vec::new();
     // The label first: no new fabricks pod lands here while the runtime goes away.
     if let Some(node) = &o.node_name {
@@ -134,9 +149,7 @@ fn uninstall(o: &Options) -> Result<()> {
         }
     }
     let config = host.config_path(o.config.as_deref());
-    if config_changed {
-        restart(o, &config)?;
-    }
+    restart_if_owed(&host, o, &config, config_changed, &mut changes)?;
     let shim = o.bin_dir.join(SHIM_NAME);
     if install::remove_binary(&host.path(&shim))? {
         changes.push(format!("removed {}", shim.display()));
@@ -155,7 +168,10 @@ fn install_target(host: &Host, o: &Options) -> Result<Target> {
             Some(_) => Schema::V2, // unused: the file's own version decides
             None => Schema::for_containerd_major(containerd_major(host, o)?),
         };
-        return Ok(Target { path: config, edit: Box::new(ConfigEdit { new_schema }) });
+        return Ok(Target {
+            path: config,
+            edit: Box::new(ConfigEdit { new_schema }),
+        });
     };
     let what = config.display().to_string();
     let generated = install::read_optional(&host.path(&config))?;
@@ -163,8 +179,15 @@ fn install_target(host: &Host, o: &Options) -> Result<Target> {
         Some(schema) => schema,
         None => Schema::for_containerd_major(containerd_major(host, o)?),
     };
-    log::info!("{} node: containerd config schema {}", distro.name(), schema.version());
-    Ok(Target { path: template_path(&config, schema), edit: Box::new(TemplateEdit { schema }) })
+    log::info!(
+        "{} node: containerd config schema {}",
+        distro.name(),
+        schema.version()
+    );
+    Ok(Target {
+        path: template_path(&config, schema),
+        edit: Box::new(TemplateEdit { schema }),
+    })
 }
 
 /// What uninstall reverts: the config, or every template we may have written.
@@ -172,11 +195,19 @@ fn uninstall_targets(host: &Host, o: &Options) -> Vec<Target> {
     let config = host.config_path(o.config.as_deref());
     if Distro::owning(&config).is_none() {
         // The schema only matters for a missing file, which revert never creates.
-        return vec![Target { path: config, edit: Box::new(ConfigEdit { new_schema: Schema::V2 }) }];
+        return vec![Target {
+            path: config,
+            edit: Box::new(ConfigEdit {
+                new_schema: Schema::V2,
+            }),
+        }];
     }
     [Schema::V2, Schema::V3]
         .into_iter()
-        .map(|schema| Target { path: template_path(&config, schema), edit: Box::new(TemplateEdit { schema }) })
+        .map(|schema| Target {
+            path: template_path(&config, schema),
+            edit: Box::new(TemplateEdit { schema }),
+        })
         .collect()
 }
 
@@ -191,16 +222,46 @@ fn containerd_major(host: &Host, o: &Options) -> Result<u64> {
     }
 }
 
-fn restart(o: &Options, config: &Path) -> Result<()> {
+/// Restarts containerd if this run changed its config (`changed`) or an earlier run changed it
+/// and failed to restart (the marker beside `config`, a host path, says so).
+fn restart_if_owed(
+    host: &Host,
+    o: &Options,
+    config: &Path,
+    changed: bool,
+    changes: &mut Vec<String>,
+) -> Result<()> {
+    let marker = host.path(&install::restart_marker(config));
+    let owed = marker.exists();
+    if !changed && !owed {
+        return Ok(());
+    }
     if o.no_restart {
         log::info!("--no-restart: containerd keeps its old config until it restarts");
         return Ok(());
     }
-    let units: &[&str] = match Distro::owning(config) {
+    install::write_atomic(&marker, b"", 0o600)?;
+    let defaults: &[&str] = match Distro::owning(config) {
         Some(distro) => distro.units(),
         None => &["containerd"],
     };
-    restart::restart(units).context("restarting containerd")
+    let units: Vec<&str> = match o.units.is_empty() {
+        true => defaults.to_vec(),
+        false => o.units.iter().map(String::as_str).collect(),
+    };
+    restart::restart(&units).with_context(|| {
+        format!(
+            "restarting containerd; the next run retries (until then {} stays)",
+            marker.display()
+        )
+    })?;
+    install::remove_if_present(&marker)?;
+    changes.push(if changed {
+        "restarted containerd".to_owned()
+    } else {
+        "restarted containerd (owed by an earlier run)".to_owned()
+    });
+    Ok(())
 }
 
 /// The run's result on stdout: what changed, or that nothing did.
