@@ -47,6 +47,17 @@ same() { cmp -s "$1" "$2" || why "$3: $(diff "$1" "$2" | head -n 20)"; }
 
 # --- preparation ---------------------------------------------------------------------------
 
+# What the cases use besides the harness's packages: jq (archives), openssl (the API server's
+# test PKI), curl, python3 (the API server stand-in).
+tools() {
+	local t missing=()
+	for t in jq openssl curl python3; do command -v "$t" >/dev/null || missing+=("$t"); done
+	((${#missing[@]})) || return 0
+	apt-get update -qq >/dev/null 2>&1
+	run_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+	expect_rc 0
+}
+
 build_all() {
 	run_cmd cargo build --release --manifest-path "$REPO/Cargo.toml" -p containerd-shim-fabricks -p fabricks -p fabricks-installer
 	expect_rc 0 || return
@@ -394,6 +405,7 @@ set_flavours "$@"
 started=$SECONDS
 prepared=1
 check "install prerequisites" install_prerequisites || prepared=0
+check "tools: jq, openssl, curl, python3" tools || prepared=0
 check "cargo build shim, CLI, installer" build_all || prepared=0
 if ((prepared == 0)); then
 	summary

@@ -2,8 +2,8 @@
 # Every Fabricks test on this machine: the workspace's unit and integration tests (cargo),
 # the Go packages' tests, then the end-to-end suites against real containerds (Debian 1.6
 # and a built 2.x, through ctr and CRI) with the freshly built shim, the node installer on
-# their real configs, and the chart and manifests (helm, kubeconform, shellcheck). Installs what it needs;
-# ends with one `N passed, N failed` line.
+# their real configs, and the chart and manifests (helm, kubeconform, shellcheck). Installs
+# what it needs; ends with one `N passed, N failed` line.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$HERE/.."
