@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The Kubernetes flow end to end, on a host with docker, kind, helm and kubectl (plus cargo and
 # go for the builds): a kind cluster with a local registry; the shim, CLI and installer image
-# built from this tree; the installer image pushed with `fabricks push`; the wasm images
-# imported into every node's containerd; the chart installed; go-http (Deployment + Service)
+# built from this tree; the installer image and the wasm images pushed with `fabricks`, which
+# kubelet then pulls like any image; the chart installed; go-http (Deployment + Service)
 # and go-hello (Job) applied with runtimeClassName fabricks; the Service curled; the uninstall
 # path run; everything torn down.
 #
@@ -50,8 +50,6 @@ prerequisites() {
 
 build() {
 	run cargo build --release --locked --manifest-path "$REPO/Cargo.toml" --workspace || return
-	run "$FABRICKS" build "$REPO/examples/go-http" -o "$TMP/go-http.tar" -t localhost/go-http:latest || return
-	run "$FABRICKS" build "$REPO/examples/go-hello" -o "$TMP/go-hello.tar" -t localhost/go-hello:latest || return
 	run "$REPO/target/release/fabricks-installer-image" -o "$TMP/installer.tar" -t "$INSTALLER_IMAGE:$VERSION"
 }
 
@@ -60,7 +58,11 @@ registry() {
 		run docker run -d --restart=always -p "127.0.0.1:$REG_PORT:5000" --name "$REG_NAME" registry:2 || return
 	fi
 	# Plain HTTP to a loopback registry: no credentials, no TLS.
-	run "$FABRICKS" push "$TMP/installer.tar" "$INSTALLER_IMAGE:$VERSION"
+	run "$FABRICKS" push "$TMP/installer.tar" "$INSTALLER_IMAGE:$VERSION" || return
+	local ex
+	for ex in go-http go-hello; do
+		run "$FABRICKS" build "$REPO/examples/$ex" --push "localhost:$REG_PORT/examples/$ex:dev" || return
+	done
 }
 
 cluster() {
@@ -80,18 +82,18 @@ cluster() {
 	run kubectl config use-context "kind-$CLUSTER"
 }
 
-# The examples' images are not in a registry (imagePullPolicy: Never): into every node's
-# containerd, unpacked for wasi/wasm (2.x's transfer service needs --local for that).
-import_images() {
-	local node local_flag=() tar
-	for node in $(kind get nodes --name "$CLUSTER"); do
-		local_flag=()
-		if docker exec "$node" containerd --version | grep -q ' v\?2\.'; then local_flag=(--local); fi
-		for tar in go-http go-hello; do
-			run_cmd docker exec -i "$node" ctr -n k8s.io images import "${local_flag[@]}" --platform wasi/wasm - <"$TMP/$tar.tar"
-			expect_rc 0 || return
-		done
-	done
+# The examples as they are, but for the registry port in use: their image references name
+# localhost:5001 (kustomize's image transformer, built into kubectl, changes nothing else).
+examples() {
+	mkdir -p "$TMP/examples"
+	cp "$REPO/examples/go-http/k8s.yaml" "$TMP/examples/go-http.yaml"
+	cp "$REPO/examples/go-hello/k8s.yaml" "$TMP/examples/go-hello.yaml"
+	cat >"$TMP/examples/kustomization.yaml" <<EOF
+resources: [go-http.yaml, go-hello.yaml]
+images:
+  - { name: localhost:5001/examples/go-http, newName: localhost:$REG_PORT/examples/go-http }
+  - { name: localhost:5001/examples/go-hello, newName: localhost:$REG_PORT/examples/go-hello }
+EOF
 }
 
 install_chart() {
@@ -101,7 +103,8 @@ install_chart() {
 }
 
 apply_examples() {
-	run kubectl apply -f "$REPO/examples/go-http/k8s.yaml" -f "$REPO/examples/go-hello/k8s.yaml" || return
+	examples
+	run kubectl apply -k "$TMP/examples" || return
 	run kubectl rollout status deployment/go-http --timeout=300s || return
 	run kubectl wait job/go-hello --for=condition=complete --timeout=300s || return
 	run kubectl logs job/go-hello || return
@@ -126,7 +129,7 @@ curl_service() {
 # uninstall=true: every node's config back from its backup, shim and label gone.
 uninstall_path() {
 	local node
-	run kubectl delete -f "$REPO/examples/go-http/k8s.yaml" -f "$REPO/examples/go-hello/k8s.yaml" --wait || return
+	run kubectl delete -k "$TMP/examples" --wait || return
 	run helm upgrade fabricks "$REPO/charts/fabricks" --namespace kube-system --reuse-values --set uninstall=true --wait --timeout 5m || return
 	run kubectl wait node --all --for=jsonpath='{.metadata.labels.fabricks\.io/runtime}'= --timeout=300s || return
 	for node in $(kind get nodes --name "$CLUSTER"); do
@@ -138,10 +141,9 @@ uninstall_path() {
 
 started=$SECONDS
 if check "docker, kind, helm, kubectl, cargo, go, curl" prerequisites &&
-	check "build shim, CLI, installer image, go-http and go-hello images" build &&
-	check "local registry; fabricks push the installer image" registry &&
+	check "build shim, CLI and installer image" build &&
+	check "local registry; fabricks pushes the installer image, go-http and go-hello" registry &&
 	check "kind cluster (control plane + worker) using the registry" cluster &&
-	check "import the wasm images into every node's containerd" import_images &&
 	check "helm install: installer ready, every node labelled fabricks.io/runtime=installed" install_chart; then
 	check "go-http Deployment rolls out, go-hello Job completes and says Hello" apply_examples &&
 		check "curl the go-http Service" curl_service
