@@ -11,10 +11,17 @@
 #              go-http): `ctr run` fails naming the problem and leaves no task or shim
 #   stop       SIGTERM is graceful (exit 0, an in-flight request completes); SIGKILL is 137; the
 #              stop times are printed as `#` lines (figures, not assertions)
+#   reactor    go-http built with --mode reactor, served by the shim's hyper server and pool:
+#              the same route checks as the command build; /panic gets a 500 with the trap in
+#              the task's log and the next requests succeed; a full queue answers 503 with
+#              Retry-After; a request past its deadline is cut and its instance replaced; a
+#              reactor without the ABI fails the create; SIGTERM exits 0, SIGKILL 137
 #   cri        (`up --cri`) a pod with handler fabricks and the annotation: the pod IP serves,
-#              the request log reaches the CRI log, stop and removal leave no shim, netns or mount
+#              the request log reaches the CRI log, stop and removal leave no shim, netns or
+#              mount — for the command build and for the reactor build (annotation
+#              fabricks.io/instances=2)
 #   leftovers  after down, nothing of ours is left
-# and once: `fabricks run examples/go-http --listen …` serves and exits 0 on SIGTERM.
+# and once per mode: `fabricks run examples/go-http --listen …` serves and exits 0 on SIGTERM.
 #
 # usage: e2e-http.sh [1.6|2]...      (default: both flavours; needs root, go, cargo, curl, jq,
 #                                     python3)
@@ -40,6 +47,8 @@ CRI_WAIT=${FABRICKS_HTTP_CRI_WAIT:-600}
 readonly IMG=localhost/go-http:latest          # listen = "http=8080" from fabricks.toml
 readonly IMG_NOPORTS=localhost/go-http:noports # --listen '': no ExposedPorts, no label
 readonly IMG_HELLO=localhost/go-hello:latest
+readonly IMG_REACTOR=localhost/go-http:reactor       # the same handler, --mode reactor
+readonly IMG_HELLO_REACTOR=localhost/go-hello:reactor # a reactor without the Fabricks ABI
 readonly MIB=1048576
 
 suite_begin e2e-http fh-http-e2e
@@ -152,6 +161,20 @@ get_stream() {
 	[[ $got == "$want" ]] || why "sha256 of the $n MiB is $got, want $want (byte i = i % 251)"
 }
 
+# slow_download URL RATE FILE: curl reads URL at RATE into FILE in the background (status and
+# size to FILE.out) until its first bytes arrive; sets SLOW to its pid.
+slow_download() {
+	local i
+	curl -sS -m 120 --limit-rate "$2" -o "$3" -w '%{http_code} %{size_download}' "$1" >"$3.out" 2>&1 &
+	SLOW=$!
+	BGPIDS+=("$SLOW")
+	for ((i = 0; i < 300; i++)); do
+		[[ -s $3 ]] && return 0
+		sleep 0.1
+	done
+	why "the download of $1 never started"
+}
+
 # Listening TCP sockets (ADDR:PORT, sorted) owned by process $1, in the host's netns.
 listeners() { ss -Hltnp 2>/dev/null | awk -v p="pid=$1," 'index($0, p) { print $4 }' | sort -u | paste -sd' ' -; }
 
@@ -208,17 +231,23 @@ build_noports() {
 
 build_hello() { build_image "$TMP/src/examples/go-hello" "$IMG_HELLO" "$TMP/go-hello.tar"; }
 
-# Case 6, once: `fabricks run` binds the port itself, in this process.
+build_reactor() {
+	local cfg
+	build_image "$TMP/src/examples/go-http" "$IMG_REACTOR" "$TMP/go-http-reactor.tar" --mode reactor || return
+	cfg=$(image_config "$TMP/go-http-reactor.tar") || why "cannot read the image config" || return
+	OUT=$cfg
+	jq -e '.config.Labels["fabricks.io/mode"] == "reactor" and .config.Labels["fabricks.io/listen"] == "http=8080"' <<<"$cfg" >/dev/null ||
+		why "labels fabricks.io/mode=reactor and fabricks.io/listen=http=8080 missing"
+}
+
+build_hello_reactor() { build_image "$TMP/src/examples/go-hello" "$IMG_HELLO_REACTOR" "$TMP/go-hello-reactor.tar" --mode reactor; }
+
+# Case 6, once per mode: `fabricks run` binds the port itself, in this process (a reactor is
+# served by this process's pool, as in the shim). fabricks_run MODE.
 fabricks_run() {
 	local flag pid i st
 	port_free 18090 || return
-	if "$FABRICKS" run --help 2>/dev/null | grep -q -- '--listen'; then
-		flag=(--listen http=127.0.0.1:18090)
-	elif "$FABRICKS" run --help 2>/dev/null | grep -qE -- '-p, --publish'; then
-		flag=(-p 127.0.0.1:18090:8080)
-	else
-		why "fabricks run has neither --listen nor -p" || return
-	fi
+	flag=(--listen http=127.0.0.1:18090 --mode "$1")
 	CMD="fabricks run $TMP/src/examples/go-http ${flag[*]}"
 	"$FABRICKS" run "$TMP/src/examples/go-http" "${flag[@]}" >"$TMP/run.out" 2>"$TMP/run.err" </dev/null &
 	pid=$!
@@ -241,7 +270,8 @@ fabricks_run() {
 	st=$?
 	OUT=$(<"$TMP/run.out") ERR=$(<"$TMP/run.err") RC=$st
 	((st == 0)) || why "exit status $st after SIGTERM, want 0" || return
-	grep -qF 'go-http: stopped' "$TMP/run.out" || why "the module did not print 'go-http: stopped'"
+	# A reactor's main never runs: only the command build says it stopped.
+	[[ $1 == reactor ]] || grep -qF 'go-http: stopped' "$TMP/run.out" || why "the module did not print 'go-http: stopped'"
 }
 
 # --- flavour cases: ctr --------------------------------------------------------------------
@@ -272,31 +302,51 @@ h_json_body() {
 		why "/json does not say runtime wasip1/wasm"
 }
 
-h1_root() { get http://127.0.0.1:8080/ && h_root_body; }
-h1_json() { get http://127.0.0.1:8080/json && h_json_body; }
+# --- go-http's routes: one set of checks for every way it is served ----------------------
+# They ask BASE (http://ADDR:PORT), set by route_checks.
 
-h1_echo() {
+h_root() { get "$BASE/" && h_root_body; }
+h_json() { get "$BASE/json" && h_json_body; }
+
+h_echo() {
 	local v="e2e-http-$F-$$" b='{"hello": "fabricks", "n": 42}'
-	get 'http://127.0.0.1:8080/echo?x=1' -X POST -H "X-Fabricks-E2e: $v" -H 'Content-Type: application/json' --data-binary "$b" || return
+	get "$BASE/echo?x=1" -X POST -H "X-Fabricks-E2e: $v" -H 'Content-Type: application/json' --data-binary "$b" || return
 	jq -e --arg v "$v" --arg b "$b" '.method == "POST" and .path == "/echo" and .query.x == ["1"] and
 		.headers["X-Fabricks-E2e"] == [$v] and .body == $b and .body_bytes == ($b | length)' <<<"$BODY" >/dev/null ||
 		why "/echo did not send back the method, header and body"
 }
 
-h1_healthz() {
-	get http://127.0.0.1:8080/healthz || return
+h_healthz() {
+	get "$BASE/healthz" || return
 	[[ $BODY == ok ]] || why "/healthz answered '$BODY'"
 }
 
-h1_stream() { get_stream 'http://127.0.0.1:8080/stream?mb=100' 100; }
+h_stream() { get_stream "$BASE/stream?mb=100" 100; }
 
-h1_concurrent() {
+h_concurrent() {
 	local codes n
-	CMD="seq 50 | xargs -P 50 -I{} curl http://127.0.0.1:8080/echo?n={}"
-	codes=$(seq 50 | xargs -P 50 -I{} curl -sS -m 60 -o /dev/null -w '%{http_code}\n' 'http://127.0.0.1:8080/echo?n={}' 2>"$TMP/stderr")
+	CMD="seq 50 | xargs -P 50 -I{} curl $BASE/echo?n={}"
+	codes=$(seq 50 | xargs -P 50 -I{} curl -sS -m 60 -o /dev/null -w '%{http_code}\n' "$BASE/echo?n={}" 2>"$TMP/stderr")
 	ERR=$(<"$TMP/stderr") OUT=$(sort <<<"$codes" | uniq -c)
 	n=$(grep -cx 200 <<<"$codes")
 	((n == 50)) || why "$n of 50 concurrent requests answered 200"
+}
+
+readonly ROUTES=("GET / says Hello from Fabricks! (wasip1/wasm):h_root" "GET /json reports runtime wasip1/wasm:h_json"
+	"POST /echo sends back the header and body:h_echo" "GET /healthz is ok:h_healthz"
+	"GET /stream?mb=100: 100 MiB, sha256 of the i%251 pattern:h_stream" "50 concurrent requests all answer 200:h_concurrent")
+
+# route_checks MODE BASE: every route against go-http served at BASE.
+route_checks() {
+	local r
+	BASE=$2
+	for r in "${ROUTES[@]}"; do check "$1: ${r%:*}" "${r##*:}"; done
+}
+
+# route_skips MODE WHY
+route_skips() {
+	local r
+	for r in "${ROUTES[@]}"; do skip "$1: ${r%:*}" "$2"; done
 }
 
 # serve ID RUN_ARGS...: `ctr run -d RUN_ARGS ID` (go-http) with its log in a file; waits
@@ -444,20 +494,18 @@ stop_term() {
 # SIGTERM while a request streams: the client reads 32 MiB at 16 MiB/s, more than the socket
 # buffers hold, so go-http's handler is still writing when the shim shuts the listener down.
 # The SDK gives in-flight requests 5 s (its ShutdownTimeout) to finish: the request completes,
-# then the module exits 0; the printed stop time shows how long the shim let it run.
+# then the module exits 0; the printed stop time shows how long the shim let it run. A
+# reactor's server drains the same way (up to its request timeout). stop_inflight MODE.
 stop_inflight() {
-	local mark cpid rc i n=32 t0
-	port_free 18091 || return
-	serve h2 --net-host --env FABRICKS_LISTEN=http=127.0.0.1:18091 "$IMG" || return
-	curl -sS -m 120 --limit-rate 16M -o "$TMP/inflight" -w '%{http_code} %{size_download}' \
-		"http://127.0.0.1:18091/stream?mb=$n" >"$TMP/inflight.out" 2>&1 &
-	cpid=$!
-	BGPIDS+=("$cpid")
-	for ((i = 0; i < 300; i++)); do
-		[[ -s $TMP/inflight ]] && break
-		sleep 0.1
-	done
-	[[ -s $TMP/inflight ]] || why "the streaming request never started" || return
+	local mark cpid rc n=32 t0
+	if [[ $1 == reactor ]]; then
+		rserve h2 18091 || return
+	else
+		port_free 18091 || return
+		serve h2 --net-host --env FABRICKS_LISTEN=http=127.0.0.1:18091 "$IMG" || return
+	fi
+	slow_download "http://127.0.0.1:18091/stream?mb=$n" 16M "$TMP/inflight" || return
+	cpid=$SLOW
 	mark=$(events_mark)
 	t0=$(date +%s.%N)
 	run_ctr task kill h2
@@ -468,9 +516,9 @@ stop_inflight() {
 	rm -f "$TMP/inflight"
 	((rc == 0)) && [[ $OUT == "200 $((n * MIB))" ]] || why "the in-flight request ended with curl $rc, '$OUT' (want 200 $((n * MIB)))" || return
 	wait_exit h2 "$mark" "$STOP_WAIT" || return
-	note "stop after SIGTERM with a ${n} MiB download at 16 MiB/s in flight: $(elapsed "$t0" "$EXIT_AT") s (exit status $EXIT_STATUS)"
+	note "$1: stop after SIGTERM with a ${n} MiB download at 16 MiB/s in flight: $(elapsed "$t0" "$EXIT_AT") s (exit status $EXIT_STATUS)"
 	((EXIT_STATUS == 0)) || why "exit status $EXIT_STATUS, want 0" || return
-	grep -qF 'go-http: stopped' "$LOG" || why "no 'go-http: stopped' in the task's log" || return
+	[[ $1 == reactor ]] || grep -qF 'go-http: stopped' "$LOG" || why "no 'go-http: stopped' in the task's log" || return
 	wait_status h2 STOPPED 10 && run_ctr task rm h2 && run_ctr containers rm h2 && expect_gone h2
 }
 
@@ -497,6 +545,97 @@ kill_http() {
 	port_free 18092 || return
 	kill9 k-http 'go-http: listening' --net-host --env FABRICKS_LISTEN=http=127.0.0.1:18092 "$IMG" k-http || return
 	[[ -z $(ss -Hltn 'sport = :18092') ]] || why "18092 still listened on after SIGKILL"
+}
+
+# --- flavour cases: reactor mode under ctr ----------------------------------------------------
+
+# rserve ID PORT ENV...: go-http:reactor on 127.0.0.1:PORT (host network), log in LOG.
+rserve() {
+	local id=$1 port=$2 env=() e
+	shift 2
+	for e in "$@"; do env+=(--env "$e"); done
+	port_free "$port" || return
+	LOG=$TMP/$F-$id.log
+	run_ctr run -d --net-host --log-uri "file://$LOG" --runtime "$RT" --env "FABRICKS_LISTEN=http=127.0.0.1:$port" \
+		"${env[@]}" "$IMG_REACTOR" "$id"
+	expect_rc 0 && wait_status "$id" RUNNING 30 && wait_http "http://127.0.0.1:$port/healthz" 60 || return
+	expect_listeners "$id" "127.0.0.1:$port"
+}
+
+r1_serves() {
+	KEEP="$KEEP r1"
+	rserve r1 18093 FABRICKS_INSTANCES=2
+}
+
+# /panic panics in the handler: the Go runtime aborts (a trap), the request gets 500, the
+# trap and the panic reach the task's log, the instance is replaced and the next requests
+# (more than there are instances) succeed.
+r1_panic() {
+	local i
+	CMD="curl http://127.0.0.1:18093/panic"
+	CODE=$(curl -sS -m 30 -o "$TMP/body" -w '%{http_code}' http://127.0.0.1:18093/panic 2>"$TMP/stderr")
+	OUT=$(<"$TMP/body") ERR=$(<"$TMP/stderr")
+	[[ $CODE == 500 ]] || why "GET /panic answered $CODE, want 500" || return
+	wait_file "$LOG" 'GET /panic: /go-http.wasm trapped' 10 || return
+	grep -qF 'go-http: /panic was requested' "$LOG" || why "the panic's message is not in the task's log" || return
+	grep -qF 'replacing the instance' "$LOG" || why "the log does not say the instance is replaced" || return
+	for ((i = 0; i < 10; i++)); do
+		get http://127.0.0.1:18093/ && h_root_body || return
+	done
+}
+
+# One instance, no queue, a 6 s deadline: a slow download holds the instance, so another
+# request gets 503 with Retry-After; the download outlives its deadline and is cut short
+# (not ended as if complete), its instance is replaced, and the next request succeeds.
+r2_limits() {
+	local cpid rc
+	KEEP="$KEEP r2"
+	rserve r2 18094 FABRICKS_INSTANCES=1 FABRICKS_QUEUE=0 FABRICKS_REQUEST_TIMEOUT=6 || return
+	slow_download 'http://127.0.0.1:18094/stream?mb=64' 1M "$TMP/slow" || return
+	cpid=$SLOW
+	CMD="curl -D - http://127.0.0.1:18094/healthz (while the one instance is busy)"
+	CODE=$(curl -sS -m 30 -D "$TMP/hdr" -o /dev/null -w '%{http_code}' http://127.0.0.1:18094/healthz 2>"$TMP/stderr")
+	OUT=$(<"$TMP/hdr") ERR=$(<"$TMP/stderr")
+	[[ $CODE == 503 ]] || why "answered $CODE while the only instance was busy, want 503" || return
+	grep -qi '^retry-after: ' "$TMP/hdr" || why "the 503 has no Retry-After" || return
+	wait "$cpid"
+	rc=$?
+	OUT=$(<"$TMP/slow.out")
+	rm -f "$TMP/slow"
+	((rc != 0)) || why "the download past its deadline ended as if complete: '$OUT'" || return
+	wait_file "$LOG" 'the request timed out; replacing the instance' 10 || return
+	get http://127.0.0.1:18094/healthz
+}
+
+# r2 again: SIGKILL ends a reactor task with 137.
+r2_kill() {
+	local mark
+	mark=$(events_mark)
+	run_ctr task kill -s SIGKILL r2
+	expect_rc 0 && wait_exit r2 "$mark" "$STOP_WAIT" || return
+	((EXIT_STATUS == 137)) || why "exit status $EXIT_STATUS after SIGKILL, want 137" || return
+	wait_status r2 STOPPED 10 && run_ctr task rm r2 && run_ctr containers rm r2 && expect_gone r2 || return
+	[[ -z $(ss -Hltn 'sport = :18094') ]] || why "18094 still listened on after SIGKILL"
+}
+
+err_no_abi() {
+	refused e-abi 'fabricks_http_abi_version' 'fabricks\.Handle' -- --env FABRICKS_LISTEN=http=127.0.0.1:18095 "$IMG_HELLO_REACTOR"
+}
+
+reactor_cases() {
+	local keep=$KEEP
+	if check "reactor: ctr run -d go-http:reactor (2 instances) serves on 127.0.0.1:18093" r1_serves; then
+		route_checks reactor http://127.0.0.1:18093
+		check "reactor: GET /panic answers 500, the trap is logged, the next requests succeed" r1_panic
+		check "reactor: SIGTERM exits 0 (graceful), removal leaves nothing" finish r1
+	else
+		route_skips reactor "go-http:reactor (r1) is not serving"
+	fi
+	if check "reactor: 1 instance, queue 0: 503 + Retry-After when busy; past the deadline cut and replaced" r2_limits; then
+		check "reactor: SIGKILL ends the task with 137, its port is released" r2_kill
+	fi
+	KEEP=$keep
+	check "reactor without the Fabricks ABI (go-hello --mode reactor): ctr run fails saying what to do, no task" err_no_abi
 }
 
 # `up` empties containerd.log: the ctr phase's log (shim logs included) is kept beside the
@@ -564,21 +703,23 @@ pod_shim() {
 	done
 }
 
+# cri_run MODE IMAGE: a pod of go-http built as MODE; a reactor's pod asks for 2 instances.
 cri_run() {
-	local spec
+	local spec extra=''
 	VETHS=$(veths)
+	if [[ $1 == reactor ]]; then extra=', "fabricks.io/instances": "2"'; fi
 	cat >"$TMP/pod.json" <<EOF
 {
-  "metadata": { "name": "go-http", "namespace": "e2e-http", "uid": "e2e-http-$F-$$", "attempt": 0 },
-  "log_directory": "$W/pods/go-http",
-  "annotations": { "fabricks.io/listen": "http=8080" },
+  "metadata": { "name": "go-http-$1", "namespace": "e2e-http", "uid": "e2e-http-$1-$F-$$", "attempt": 0 },
+  "log_directory": "$W/pods/go-http-$1",
+  "annotations": { "fabricks.io/listen": "http=8080"$extra },
   "linux": {}
 }
 EOF
 	cat >"$TMP/ctr.json" <<EOF
 {
   "metadata": { "name": "go-http" },
-  "image": { "image": "$IMG" },
+  "image": { "image": "$2" },
   "log_path": "go-http.log",
   "linux": {}
 }
@@ -610,13 +751,29 @@ cri_http() {
 	get_stream "http://$POD_IP:8080/stream?mb=10" 10
 }
 
+# cri_logs MODE: the request lines (a reactor's main never runs, so only the command build
+# says it listens; the reactor's shim logs the pool size the pod's annotation asked for).
 cri_logs() {
-	local l
+	local l lines=('GET "/" HTTP/1.1 200' 'GET "/json" HTTP/1.1 200' 'GET "/stream?mb=10" HTTP/1.1 200 10485760B')
+	if [[ $1 == command ]]; then lines+=('go-http: listening'); fi
 	run_cmd crictl logs "$CID"
 	expect_rc 0 || return
-	for l in 'go-http: listening' 'GET "/" HTTP/1.1 200' 'GET "/json" HTTP/1.1 200' 'GET "/stream?mb=10" HTTP/1.1 200 10485760B'; do
+	for l in "${lines[@]}"; do
 		grep -qF -- "$l" <<<"$OUT" || why "the CRI log lacks '$l'" || return
 	done
+	if [[ $1 == reactor ]]; then
+		grep -qF 'reactor with 2 instances' "$W/containerd.log" || why "the shim log does not show the 2 instances of fabricks.io/instances"
+	fi
+}
+
+# cri_cases MODE IMAGE: one pod's life through CRI.
+cri_cases() {
+	if check "CRI $1: pod (handler fabricks, annotation http=8080) runs go-http" cri_run "$1" "$2"; then
+		check "CRI $1: pod IP serves /, /json and /stream?mb=10" cri_http
+		check "CRI $1: the container log (CRI logs) has the request lines" cri_logs "$1"
+		check "CRI $1: StopContainer stops go-http with exit 0" cri_stop_container
+		check "CRI $1: stop and remove the pod: no shim, netns, mount, address or veth left" cri_remove_pod
+	fi
 }
 
 # kubelet's order: StopContainer (SIGTERM, then SIGKILL after the grace period), then the pod.
@@ -666,23 +823,18 @@ flavour_cases() {
 	check "import go-http (image port 8080)" import_image "$TMP/go-http.tar" "$IMG" wasi/wasm
 	check "import go-http without ports" import_image "$TMP/go-http-noports.tar" "$IMG_NOPORTS" wasi/wasm
 	check "import go-hello" import_image "$TMP/go-hello.tar" "$IMG_HELLO" wasi/wasm
+	check "import go-http:reactor" import_image "$TMP/go-http-reactor.tar" "$IMG_REACTOR" wasi/wasm
+	check "import go-hello:reactor" import_image "$TMP/go-hello-reactor.tar" "$IMG_HELLO_REACTOR" wasi/wasm
 
 	# 1: the image's port, --net-host, real traffic from the host.
 	local h1=0
 	if check "ctr run -d --net-host go-http: its shim listens on 0.0.0.0:8080 (from the image)" h1_serves; then
-		check "GET / says Hello from Fabricks! (wasip1/wasm)" h1_root
-		check "GET /json reports runtime wasip1/wasm" h1_json
-		check "POST /echo sends back the header and body" h1_echo
-		check "GET /healthz is ok" h1_healthz
-		check "GET /stream?mb=100: 100 MiB, sha256 of the i%251 pattern" h1_stream
-		check "50 concurrent requests all answer 200" h1_concurrent
+		route_checks command http://127.0.0.1:8080
 		h1=1
 	else
-		local n
-		for n in "GET /" "GET /json" "POST /echo" "GET /healthz" "GET /stream?mb=100" "50 concurrent requests"; do
-			skip "$n" "go-http (h1) is not serving"
-		done
+		route_skips command "go-http (h1) is not serving"
 	fi
+	reactor_cases
 
 	# 2: where the spec comes from.
 	check "annotation fabricks.io/listen on an image without ports: serves on it" src_annotation
@@ -710,7 +862,8 @@ flavour_cases() {
 		skip "SIGTERM on go-http (h1)" "go-http (h1) is not serving"
 	fi
 	KEEP=''
-	check "SIGTERM: a request in flight completes, then exit 0" stop_inflight
+	check "SIGTERM: a request in flight completes, then exit 0" stop_inflight command
+	check "reactor: SIGTERM: a request in flight completes, then exit 0" stop_inflight reactor
 	check "SIGKILL: a spinning go-hello ends with 137" kill_spin
 	check "SIGKILL: go-http ends with 137, its port is released" kill_http
 	check "down" containerd_down
@@ -720,11 +873,9 @@ flavour_cases() {
 	if check "containerd up --cri" cri_up; then
 		up_ok=1
 		if check "import go-http into k8s.io, CRI lists it" cri_image &&
-			check "CRI pod (handler fabricks, annotation http=8080) runs go-http" cri_run; then
-			check "CRI: pod IP serves /, /json and /stream?mb=10" cri_http
-			check "CRI: the container log (CRI logs) has the request lines" cri_logs
-			check "CRI: StopContainer stops go-http with exit 0" cri_stop_container
-			check "CRI: stop and remove the pod: no shim, netns, mount, address or veth left" cri_remove_pod
+			check "import go-http:reactor into k8s.io" import_image "$TMP/go-http-reactor.tar" "$IMG_REACTOR" wasi/wasm k8s.io; then
+			cri_cases command "$IMG"
+			cri_cases reactor "$IMG_REACTOR"
 		fi
 	fi
 	if ((up_ok)) || [[ -n $CRI ]]; then check "down (CRI)" containerd_down; fi
@@ -746,12 +897,15 @@ check "copy examples and SDK" copy_sources || prepared=0
 check "fabricks build go-http: ExposedPorts 8080/tcp, label http=8080" build_http || prepared=0
 check "fabricks build go-http --listen '': no ports" build_noports || prepared=0
 check "fabricks build go-hello" build_hello || prepared=0
+check "fabricks build --mode reactor go-http: label fabricks.io/mode=reactor" build_reactor || prepared=0
+check "fabricks build --mode reactor go-hello (no Fabricks ABI)" build_hello_reactor || prepared=0
 if ((prepared == 0)); then
 	echo "# e2e-http: preparation failed, no containerd started"
 	summary
 	exit 1
 fi
-check "fabricks run go-http --listen 127.0.0.1:18090: serves / and /json, SIGTERM exits 0" fabricks_run
+check "fabricks run go-http --listen 127.0.0.1:18090: serves / and /json, SIGTERM exits 0" fabricks_run command
+check "fabricks run --mode reactor go-http: its pool serves / and /json, SIGTERM exits 0" fabricks_run reactor
 
 for F in "${flavours[@]}"; do
 	t=$SECONDS

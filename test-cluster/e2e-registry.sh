@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016,SC2001 # `bash -c` conditions read their values as $1, $2... on purpose; sed prefixes every line
 # End-to-end tests of `fabricks push`/`build --push`/`run REF` against a real private
 # docker-registry (test-cluster/registry.sh) and image pulls by real containerds (ctr, both
 # flavours through harness.sh).
@@ -112,8 +113,7 @@ check "a wasm-layer image pushes and runs from the registry" "exit $RC" \
 
 # --- containerd pulls and runs ----------------------------------------------------------------
 for f in $FLAVOURS; do
-	OUT=$("$H" up "$f" 2>&1)
-	if [[ $? -ne 0 ]]; then
+	if ! OUT=$("$H" up "$f" 2>&1); then
 		not_ok "[$f] harness up" "harness.sh up $f failed" "$OUT"
 		continue
 	fi
@@ -171,8 +171,7 @@ until_ok() {
 hello_exited() { [[ $(crictl inspect --state "$CID" 2>/dev/null) == "CONTAINER_EXITED 0" ]]; }
 
 for f in $FLAVOURS; do
-	OUT=$("$H" up "$f" --cri 2>&1)
-	if [[ $? -ne 0 ]]; then
+	if ! OUT=$("$H" up "$f" --cri 2>&1); then
 		not_ok "[$f] harness up --cri" "harness.sh up $f --cri failed" "$OUT"
 		continue
 	fi

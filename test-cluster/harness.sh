@@ -25,6 +25,7 @@ usage: $0 COMMAND [1.6|2] [ARGS...]      (flavour defaults to \${FABRICKS_FLAVOU
   install [1.6|2|all]    apt packages; for 2 also build containerd $CTRD2_VERSION into $TOOLS
   up [--cri]             start the private containerd in \$FABRICKS_HARNESS_DIR/<flavour>;
                          --cri: with its CRI plugin, CNI bridge and the pause image in k8s.io
+                         \$FABRICKS_HARNESS_CONFIG: run with that config file instead
   install-shim           recopy \$FABRICKS_SHIM into its opt/bin
   ctr ARGS...            that flavour's ctr on the private socket (namespace fabricks-<flavour>
                          unless -n or \$CONTAINERD_NAMESPACE says otherwise)
@@ -235,6 +236,12 @@ cmd_install_shim() {
 
 write_config() {
 	local version=2 extra='' disabled='"io.containerd.grpc.v1.cri"'
+	# A config made by the caller (e2e-install.sh: a node's config as the installer left it); it
+	# must use this harness's paths (`env` prints them) and, for `up --cri`, its CNI conf dir.
+	if [[ -n ${FABRICKS_HARNESS_CONFIG:-} ]]; then
+		cp "$FABRICKS_HARNESS_CONFIG" "$W/config.toml"
+		return
+	fi
 	if [[ $F == 2 ]]; then
 		# 3, not 2.4's native 4: 2.4 migrates it (one warning), and older 2.x read it too.
 		version=3

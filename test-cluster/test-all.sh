@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every Fabricks test on this machine: the workspace's unit and integration tests (cargo),
 # the Go packages' tests, then the end-to-end suites against real containerds (Debian 1.6
-# and a built 2.x, through ctr and CRI) with the freshly built shim, and a 50-cycle soak.
+# and a built 2.x, through ctr and CRI) with the freshly built shim, a 50-cycle soak, the node
+# installer on their real configs, and the chart and manifests (helm, kubeconform, shellcheck).
 # Installs what it needs; ends with one `N passed, N failed` line.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,6 +41,10 @@ test-cluster/e2e-registry.sh 2>&1 | tee -a "$log/e2e" || rc=1
 # the 1000-cycle run and the benchmarks, which are not part of CI).
 echo "== soak: 50 cycles"
 FABRICKS_E2E_BUILD=0 bench/soak.sh --cycles 50 2>&1 | tee -a "$log/e2e" || rc=1
+echo "== end to end: node installer on real containerd configs"
+test-cluster/e2e-install.sh 1.6 2 2>&1 | tee -a "$log/e2e" || rc=1
+echo "== Kubernetes manifests: helm lint/template, kubeconform -strict; shellcheck"
+test-cluster/chart-check.sh 2>&1 | tee -a "$log/e2e" || rc=1
 
 # One closing line for the whole run, so a run that tested nothing shows.
 passed=0 failed=0

@@ -4,7 +4,7 @@ use crate::cli::BuildArgs;
 use crate::compile::{self, Compiled};
 use crate::oci_archive::PushableImage;
 use crate::progress::Step;
-use crate::project::Project;
+use crate::project::{Mode, Project};
 use crate::toolchain::Target;
 use crate::{provenance, push};
 use anyhow::{ensure, Context, Result};
@@ -12,12 +12,16 @@ use fabricks_image::{
     fabricks_listen, write_archive_file, ImageOptions, ListenSpec, Reference, WasmImage,
 };
 
+/// Image config label naming a reactor build.
+const MODE_LABEL: &str = "fabricks.io/mode";
+
 pub fn build(args: BuildArgs) -> Result<()> {
     // Settings are checked before the (slow) compile, so a typo fails at once.
     let listen = listen_spec(&args)?;
-    let target = match args.native {
-        true => Target::Native,
-        false => Target::Wasi,
+    let target = match (args.native, project(&args)?.mode(args.mode)) {
+        (true, _) => Target::Native,
+        (false, Mode::Command) => Target::Wasi,
+        (false, Mode::Reactor) => Target::Reactor,
     };
     let compiled = compile::compile(&args.dir, target)?;
     let options = image_options(&args, &compiled, listen)?;
@@ -71,18 +75,21 @@ fn listen_spec(args: &BuildArgs) -> Result<ListenSpec> {
         fabricks_listen::LABEL,
         crate::project::FILE
     );
+    project(args)?.listen_spec(&args.listen)
+}
+
+fn project(args: &BuildArgs) -> Result<Project> {
     // A missing directory is left for compile to report.
-    let project = match args.dir.is_dir() {
-        true => Project::load(&args.dir)?,
-        false => Project::default(),
-    };
-    project.listen_spec(&args.listen)
+    match args.dir.is_dir() {
+        true => Project::load(&args.dir),
+        false => Ok(Project::default()),
+    }
 }
 
 /// `<dir name>` (wasm) or `<dir name>-native`: archive file names.
 fn default_name(compiled: &Compiled) -> String {
     match compiled.target {
-        Target::Wasi => compiled.name.clone(),
+        Target::Wasi | Target::Reactor => compiled.name.clone(),
         Target::Native => format!("{}-native", compiled.name),
     }
 }
@@ -93,7 +100,7 @@ fn default_reference(compiled: &Compiled) -> Result<Reference> {
     let reference = Reference::localhost(&compiled.name)
         .with_context(|| format!("naming the image after the directory {:?}", compiled.name))?;
     Ok(match compiled.target {
-        Target::Wasi => reference,
+        Target::Wasi | Target::Reactor => reference,
         Target::Native => format!("{}:native", reference.name()).parse()?,
     })
 }
@@ -121,6 +128,10 @@ fn image_options(
         }
     }
     options.labels = args.label.iter().cloned().collect();
+    if compiled.target == Target::Reactor {
+        // Informational: the shim tells a reactor by its exports.
+        options.labels.insert(MODE_LABEL.to_owned(), "reactor".to_owned());
+    }
     options.listen = listen;
     let created = fabricks_image::source_date_epoch()?;
     options.created = Some(created);

@@ -114,6 +114,12 @@ pub struct BuildArgs {
     #[arg(long)]
     pub native: bool,
 
+    /// How the wasm program serves: `command` runs main; `reactor` builds with
+    /// -buildmode=c-shared and the host calls the handler registered with
+    /// fabricks.Handle per request [default: `mode` of DIR/fabricks.toml, else command].
+    #[arg(long, value_enum, conflicts_with = "native")]
+    pub mode: Option<crate::project::Mode>,
+
     /// Default environment variable of the module (repeatable).
     #[arg(short, long, value_name = "KEY=VALUE", value_parser = key_value)]
     pub env: Vec<(String, String)>,
@@ -202,6 +208,14 @@ pub struct RunArgs {
     /// down and let it finish by itself.
     #[arg(long, value_name = "SPEC")]
     pub listen: Vec<String>,
+
+    /// For a project directory: build it as a `command` or a `reactor` [default:
+    /// `mode` of DIR/fabricks.toml, else command]. A reactor module (found by its
+    /// exports) is served by this process with a pool of instances, as the shim does;
+    /// FABRICKS_INSTANCES, FABRICKS_QUEUE, FABRICKS_REQUEST_TIMEOUT and
+    /// FABRICKS_INSTANCE_MEMORY size it.
+    #[arg(long, value_enum)]
+    pub mode: Option<crate::project::Mode>,
 
     /// Publish the module's port PORT on this host's [IP:]HOST_PORT instead of
     /// the address its listen spec names, as `docker run -p` does (repeatable).

@@ -27,7 +27,7 @@ impl Compiled {
 
 fn file_name(name: &str, target: Target) -> String {
     match target {
-        Target::Wasi => format!("{name}.wasm"),
+        Target::Wasi | Target::Reactor => format!("{name}.wasm"),
         Target::Native => name.to_owned(),
     }
 }
@@ -42,6 +42,7 @@ pub fn compile(dir: &Path, target: Target) -> Result<Compiled> {
     let what = match target {
         Target::Wasi => toolchain.language().to_owned(),
         Target::Native => format!("{}, native", toolchain.language()),
+        Target::Reactor => format!("{}, reactor", toolchain.language()),
     };
     let step = Step::start(format!("Building {name} ({what})"));
     toolchain.build(&project, target, &module)?;

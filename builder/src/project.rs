@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! listen = "http=8080"          # the listen spec, as for --listen
+//! mode = "reactor"              # build a reactor (the host calls the handler), as for --mode
 //! ```
 
 use anyhow::{Context, Result};
@@ -21,6 +22,21 @@ pub const FILE: &str = "fabricks.toml";
 pub struct ProjectFile {
     /// Listen spec, `NAME=[ADDR:]PORT[/tcp],…` (see `fabricks build --help`).
     pub listen: Option<String>,
+    /// How the program is built and run, see [`Mode`].
+    pub mode: Option<Mode>,
+}
+
+/// How a wasm program serves: its own main loop, or called by the host per request.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A WASI command: `main` runs (and, for a server, accepts on the host's sockets).
+    #[default]
+    Command,
+    /// A reactor (`go build -buildmode=c-shared`): the host serves HTTP and calls the
+    /// handler registered with the Go SDK's `fabricks.Handle` once per request, on a pool
+    /// of instances.
+    Reactor,
 }
 
 /// A project's `fabricks.toml`, where it was read from (if it exists).
@@ -44,6 +60,11 @@ impl Project {
             path: Some(path),
             file,
         })
+    }
+
+    /// `--mode` if given, else the file's `mode`, else command.
+    pub fn mode(&self, flag: Option<Mode>) -> Mode {
+        flag.or(self.file.mode).unwrap_or_default()
     }
 
     /// The listen spec: `--listen` values if any were given (all of them, as
@@ -137,6 +158,15 @@ mod tests {
         assert!(err.contains("unknown field `listn`"), "{err}");
         let err = parse("listen = 8080").unwrap_err().to_string();
         assert!(err.contains("listen") || err.contains("string"), "{err}");
+    }
+
+    #[test]
+    fn mode_comes_from_the_flag_else_the_file() {
+        assert_eq!(project("mode = \"reactor\"").mode(None), Mode::Reactor);
+        assert_eq!(project("mode = \"reactor\"").mode(Some(Mode::Command)), Mode::Command);
+        assert_eq!(project("").mode(None), Mode::Command);
+        let err = parse("mode = \"reacter\"").unwrap_err().to_string();
+        assert!(err.contains("reacter"), "{err}");
     }
 
     #[test]

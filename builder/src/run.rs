@@ -3,10 +3,11 @@
 use crate::cli::RunArgs;
 use crate::compile;
 use crate::progress::Step;
-use crate::project::Project;
+use crate::project::{Mode, Project};
+use crate::toolchain::Target;
 use crate::signals;
 use anyhow::{bail, ensure, Context, Result};
-use fabricks_engine::{Command, Compiler, Engine, EngineOptions, Preopen, Socket, Stdio, Stopper};
+use fabricks_engine::{Command, Compiler, Engine, EngineOptions, ModuleKind, Preopen, Socket, Stdio, Stopper};
 use fabricks_image::ListenSpec;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +21,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             step.done(format!("Pulled {reference}"));
             (pulled.path, pulled.entrypoint)
         }
-        None => module_for(&args.target)?,
+        None => module_for(&args.target, args.mode)?,
     };
     let engine = Engine::new(EngineOptions {
         cache_dir: cache_dir()?,
@@ -48,7 +49,41 @@ pub fn run(args: RunArgs) -> Result<i32> {
     };
     let stopper = Stopper::new();
     signals::forward_to(&stopper)?;
-    engine.run(&module, command, &stopper)
+    match engine.module_kind(&module, &command.args[0])? {
+        ModuleKind::Command => engine.run(&module, command, &stopper),
+        ModuleKind::Reactor => serve_reactor(&engine, &module, command, &stopper),
+    }
+}
+
+/// A reactor module: this process serves HTTP on the listeners with a pool of instances,
+/// exactly as the shim does (fabricks-http). Settings come from the environment
+/// (`FABRICKS_INSTANCES`, …); the pool defaults to one instance per CPU.
+fn serve_reactor(engine: &Engine, module: &fabricks_engine::Module, mut command: Command, stopper: &Stopper) -> Result<i32> {
+    let program = command.args[0].clone();
+    let sockets = std::mem::take(&mut command.sockets);
+    ensure!(
+        !sockets.is_empty(),
+        "{program} is a reactor module (it serves HTTP through the host): give it a port with \
+         --listen http=8080 (or `listen` in fabricks.toml)"
+    );
+    let settings = fabricks_http::Settings::resolve(|_, var| std::env::var(var).ok(), None, None)?;
+    // Every instance writes to this process's stdout and stderr.
+    let factory = move || {
+        Ok(Command {
+            args: command.args.clone(),
+            env: command.env.clone(),
+            cwd: command.cwd.clone(),
+            dirs: command.dirs.clone(),
+            stdout: Stdio::Inherit,
+            stderr: Stdio::Inherit,
+            ..Command::default()
+        })
+    };
+    let reactor = fabricks_engine::Reactor::new(engine, module, &program, std::sync::Arc::new(factory), stopper, settings.instance_memory)?;
+    let pool = std::sync::Arc::new(fabricks_http::Pool::new(reactor, &settings)?);
+    log::info!("Serving {program} with {} instances", settings.instances);
+    let listeners = sockets.into_iter().map(|s| s.listener).collect();
+    fabricks_http::serve(pool, &settings, listeners, stopper)
 }
 
 /// `--listen`, else (for a project directory) `listen` of its fabricks.toml.
@@ -123,9 +158,13 @@ fn bind(listen: &ListenSpec) -> Result<Vec<Socket>> {
 
 /// The module to run and its argv[0]: a project's module is called by its
 /// image entrypoint, as under the shim; a file by the path it was given as.
-fn module_for(target: &Path) -> Result<(PathBuf, String)> {
+fn module_for(target: &Path, mode: Option<Mode>) -> Result<(PathBuf, String)> {
     if target.is_dir() {
-        let compiled = compile::compile(target, crate::toolchain::Target::Wasi)?;
+        let wasm = match Project::load(target)?.mode(mode) {
+            Mode::Command => Target::Wasi,
+            Mode::Reactor => Target::Reactor,
+        };
+        let compiled = compile::compile(target, wasm)?;
         let program = compiled.entrypoint();
         return Ok((compiled.module, program));
     }

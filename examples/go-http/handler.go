@@ -66,6 +66,12 @@ func newHandler(logTo io.Writer) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
+	// A route that fails on purpose, to show what a failing handler costs: natively
+	// net/http drops that connection; in reactor mode the request gets a 500 and the
+	// host replaces the instance. Either way the next requests are served.
+	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) {
+		panic("go-http: /panic was requested")
+	})
 	return logRequests(logTo, &requests, mux)
 }
 

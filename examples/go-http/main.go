@@ -14,6 +14,13 @@ import (
 	fabricks "github.com/fabricks-dev/fabricks/sdk/go"
 )
 
+// service is the one handler of every build: natively and as a wasip1 command,
+// main serves it on a listener; in a reactor build (mode = "reactor") main is
+// never called and the host calls service once per request.
+var service = newHandler(os.Stdout)
+
+func init() { fabricks.Handle(service) }
+
 func main() {
 	l, err := fabricks.ListenOr("http", ":8080")
 	if err != nil {
@@ -21,7 +28,7 @@ func main() {
 		os.Exit(1)
 	}
 	srv := &http.Server{
-		Handler:           newHandler(os.Stdout),
+		Handler:           service,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}

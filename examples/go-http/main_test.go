@@ -243,7 +243,8 @@ func TestOneLogLinePerRequest(t *testing.T) {
 	}
 }
 
-// TestBuildsForWasip1 builds the program as fabricks build does.
+// TestBuildsForWasip1 builds the program as fabricks build does, in both modes:
+// a command, and a reactor (fabricks build --mode reactor).
 func TestBuildsForWasip1(t *testing.T) {
 	if testing.Short() || runtime.GOOS == "wasip1" {
 		t.Skip("cross-compiles; skipped with -short")
@@ -252,9 +253,26 @@ func TestBuildsForWasip1(t *testing.T) {
 	if err != nil {
 		t.Skip("no go tool on PATH")
 	}
-	cmd := exec.Command(gotool, "build", "-trimpath", "-o", t.TempDir()+"/go-http.wasm", ".")
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("GOOS=wasip1 GOARCH=wasm go build: %v\n%s", err, out)
+	for _, mode := range [][]string{nil, {"-buildmode=c-shared", "-tags", "fabricks_reactor"}} {
+		args := append([]string{"build", "-trimpath"}, mode...)
+		cmd := exec.Command(gotool, append(args, "-o", t.TempDir()+"/go-http.wasm", ".")...)
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("GOOS=wasip1 GOARCH=wasm go %v: %v\n%s", args, err, out)
+		}
+	}
+}
+
+// /panic fails only its own request: net/http drops that connection, and the
+// server goes on serving.
+func TestPanicFailsOnlyItsRequest(t *testing.T) {
+	srv, _ := server(t)
+	srv.Config.ErrorLog = nil
+	if resp, err := http.Get(srv.URL + "/panic"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("GET /panic = %d, want a dropped connection", resp.StatusCode)
+	}
+	if resp, body := do(t, "GET", srv.URL+"/healthz", nil, nil); resp.StatusCode != 200 || string(body) != "ok\n" {
+		t.Fatalf("GET /healthz after /panic = %d %q", resp.StatusCode, body)
 	}
 }

@@ -9,6 +9,7 @@ mod image;
 mod listen;
 mod mounts;
 mod native;
+mod reactor;
 mod service;
 mod shim;
 mod state;

@@ -6,16 +6,18 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use fabricks_engine::{CachePin, Command, Engine, MemoryLimit, Module, Preopen, Socket, Stdio, Stopper};
+use fabricks_engine::{CachePin, Command, Engine, MemoryLimit, Module, ModuleKind, Preopen, Socket, Stdio, Stopper};
 use oci_spec::runtime::Spec;
 
 use crate::cgroup::Cgroup;
+use crate::reactor::ReactorTask;
 use crate::stdio;
 
 pub struct WasmTask {
     engine: Engine,
     module: Module,
-    command: Mutex<Option<Command>>,
+    /// What start runs: the command's `_start`, or the HTTP server of a reactor.
+    run: Mutex<Option<Run>>,
     /// Where errors after start go, besides the shim log: the task's own stderr. Taken by
     /// the module thread and closed when it ends: containerd 2.x waits for the end of the
     /// task's output before it deletes the task.
@@ -26,6 +28,11 @@ pub struct WasmTask {
     cgroup: Option<Arc<Cgroup>>,
     /// Keeps the compiled module's cache entry from being swept while the task exists.
     pin: CachePin,
+}
+
+enum Run {
+    Command(Command),
+    Reactor(ReactorTask),
 }
 
 pub struct Io<'a> {
@@ -41,7 +48,10 @@ impl WasmTask {
         let process = spec.process().as_ref().context("the OCI spec has no process")?;
         let program = process.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
         let (module, pin) = engine.load_pinned(wasm).with_context(|| format!("loading {program}"))?;
-        engine.check_command(&module, &program)?;
+        let kind = engine.module_kind(&module, &program)?;
+        if kind == ModuleKind::Command {
+            engine.check_command(&module, &program)?;
+        }
         let stdout = stdio::open_output(io.stdout)?;
         let stderr = stdio::open_output(io.stderr)?;
         let stderr_copy = match &stderr {
@@ -54,20 +64,29 @@ impl WasmTask {
             env: process.env().iter().flatten().filter_map(|kv| split_env(kv)).collect(),
             cwd: process.cwd().to_string_lossy().into_owned(),
             dirs: vec![Preopen { host: rootfs.to_path_buf(), guest: "/".into() }],
-            sockets,
-            stdin: stdio::open_input(io.stdin)?,
+            sockets: Vec::new(),
+            stdin: Stdio::Null,
             stdout,
             stderr,
             memory: memory.clone(),
+        };
+        let stopper = Stopper::new();
+        let run = match kind {
+            ModuleKind::Command => {
+                Run::Command(Command { sockets, stdin: stdio::open_input(io.stdin)?, ..command })
+            }
+            ModuleKind::Reactor => {
+                Run::Reactor(crate::reactor::prepare(engine, &module, &program, spec, command, sockets, &stopper)?)
+            }
         };
         // Last: nothing after it can fail, so a failed create leaves no cgroup behind.
         let cgroup = place()?.map(Arc::new);
         Ok(Self {
             engine: engine.clone(),
             module,
-            command: Mutex::new(Some(command)),
+            run: Mutex::new(Some(run)),
             stderr: Mutex::new(stderr_copy),
-            stopper: Stopper::new(),
+            stopper,
             memory,
             cgroup,
             pin,
@@ -77,7 +96,7 @@ impl WasmTask {
     /// Runs the module on its own thread, inside the container's cgroups; `on_exit` gets
     /// its exit status and whether it ran out of memory.
     pub fn start(&self, id: &str, on_exit: impl FnOnce(i32, bool) + Send + 'static) -> Result<()> {
-        let command = self.command.lock().unwrap().take().context("the task was already started")?;
+        let run = self.run.lock().unwrap().take().context("the task was already started")?;
         let (engine, module, stopper) = (self.engine.clone(), self.module.clone(), self.stopper.clone());
         let (memory, cgroup) = (self.memory.clone(), self.cgroup.clone());
         let mut stderr = self.stderr.lock().unwrap().take();
@@ -85,8 +104,11 @@ impl WasmTask {
         std::thread::Builder::new()
             .name(format!("wasm-{}", &id[..id.len().min(8)]))
             .spawn(move || {
-                let entered = cgroup.as_ref().map_or(Ok(()), |c| c.enter());
-                let code = entered.and_then(|()| engine.run(&module, command, &stopper)).unwrap_or_else(|e| {
+                let result = cgroup.as_ref().map_or(Ok(()), |c| c.enter()).and_then(|()| match run {
+                    Run::Command(command) => engine.run(&module, command, &stopper),
+                    Run::Reactor(task) => fabricks_http::serve(task.pool, &task.settings, task.listeners, &stopper),
+                });
+                let code = result.unwrap_or_else(|e| {
                     log::error!("task {id}: {e:#}");
                     if let Some(err) = stderr.as_mut() {
                         let _ = writeln!(err, "fabricks: {e:#}");

@@ -2,19 +2,46 @@
 //! `blobs/sha256/<hex>`, which `ctr images import` and other OCI tools load.
 
 use crate::tarball::Tarball;
-use crate::{json, WasmImage, ANNOTATION_CONTAINERD_IMAGE_NAME};
+use crate::{json, Blob, Reference, WasmImage, ANNOTATION_CONTAINERD_IMAGE_NAME};
 use anyhow::{Context, Result};
 use oci_spec::image::{
-    ImageIndex, ImageIndexBuilder, MediaType, OciLayoutBuilder, ANNOTATION_REF_NAME,
+    Descriptor, ImageIndex, ImageIndexBuilder, MediaType, OciLayoutBuilder, ANNOTATION_REF_NAME,
 };
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-/// The `index.json` of the archive: one manifest descriptor with the
-/// `wasi/wasm` platform, named by its full reference for containerd and by its
-/// tag for the OCI image-layout convention.
-pub fn index(image: &WasmImage) -> Result<ImageIndex> {
+/// What an image-layout archive is written from: a wasm image, or a native one
+/// ([`crate::NativeImage`]).
+pub trait ArchiveImage {
+    fn reference(&self) -> &Reference;
+    /// Seconds since the Unix epoch, for the archive's file times.
+    fn created(&self) -> u64;
+    /// Every blob, manifest last.
+    fn blobs(&self) -> Vec<&Blob>;
+    /// The manifest's descriptor with the image's platform.
+    fn manifest_descriptor(&self) -> Descriptor;
+}
+
+impl ArchiveImage for WasmImage {
+    fn reference(&self) -> &Reference {
+        WasmImage::reference(self)
+    }
+    fn created(&self) -> u64 {
+        WasmImage::created(self)
+    }
+    fn blobs(&self) -> Vec<&Blob> {
+        WasmImage::blobs(self).to_vec()
+    }
+    fn manifest_descriptor(&self) -> Descriptor {
+        WasmImage::manifest_descriptor(self)
+    }
+}
+
+/// The `index.json` of the archive: one manifest descriptor with the image's
+/// platform, named by its full reference for containerd and by its tag for the
+/// OCI image-layout convention.
+pub fn index(image: &impl ArchiveImage) -> Result<ImageIndex> {
     let mut manifest = image.manifest_descriptor();
     manifest.set_annotations(Some(HashMap::from([
         (
@@ -35,7 +62,7 @@ pub fn index(image: &WasmImage) -> Result<ImageIndex> {
 }
 
 /// Writes `image` as an image-layout tar to `out` and hands `out` back.
-pub fn write_archive<W: Write>(image: &WasmImage, out: W) -> Result<W> {
+pub fn write_archive<W: Write>(image: &impl ArchiveImage, out: W) -> Result<W> {
     let layout = OciLayoutBuilder::default()
         .image_layout_version("1.0.0")
         .build()?;
@@ -53,7 +80,7 @@ pub fn write_archive<W: Write>(image: &WasmImage, out: W) -> Result<W> {
 
 /// Writes the archive to `path` through a temporary file in the same
 /// directory, so a failed write never leaves a truncated archive behind.
-pub fn write_archive_file(image: &WasmImage, path: &Path) -> Result<()> {
+pub fn write_archive_file(image: &impl ArchiveImage, path: &Path) -> Result<()> {
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),

@@ -75,7 +75,12 @@ fn wasm_layer(module: &[u8], entrypoint: &str) -> Layer {
 }
 
 fn tar_layer(module: &[u8], entrypoint: &str, mtime: u64) -> Result<Layer> {
-    let tar = module_tar(module, entrypoint, mtime)?;
+    gzip_layer(module_tar(module, entrypoint, mtime)?)
+}
+
+/// A filesystem layer from an uncompressed tar: the tar gzipped, its digest
+/// as the diff_id.
+pub(crate) fn gzip_layer(tar: Vec<u8>) -> Result<Layer> {
     // gzip with no file name and a zero header mtime, so the compressed bytes
     // depend on the content alone.
     let mut gzip = GzEncoder::new(Vec::new(), Compression::default());

@@ -13,14 +13,16 @@ mod created;
 mod image;
 mod json;
 mod layer;
+mod native;
 mod reference;
 mod tarball;
 
-pub use archive::{write_archive, write_archive_file};
+pub use archive::{write_archive, write_archive_file, ArchiveImage};
 pub use blob::Blob;
 pub use created::{rfc3339, source_date_epoch};
 pub use image::{host_platform, platform, ImageOptions, WasmImage};
 pub use layer::LayerKind;
+pub use native::{NativeImage, RootFile};
 pub use reference::Reference;
 
 /// Re-exported: the listen spec type [`ImageOptions::listen`] takes.

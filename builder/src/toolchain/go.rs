@@ -47,12 +47,19 @@ impl Toolchain for Go {
 
 fn go_build(dir: &Path, target: Target, out: &Path) -> Result<Output> {
     let mut go = Command::new("go");
-    go.args(["build", "-trimpath", "-o"]).arg(out).arg(".");
+    go.args(["build", "-trimpath"]);
     match target {
         Target::Wasi => go.env("GOOS", "wasip1").env("GOARCH", "wasm"),
+        // c-shared on wasip1 exports `_initialize` and the //go:wasmexport functions; the
+        // tag compiles in the SDK's side of the ABI, which command builds must not import.
+        Target::Reactor => go
+            .args(["-buildmode=c-shared", "-tags", "fabricks_reactor"])
+            .env("GOOS", "wasip1")
+            .env("GOARCH", "wasm"),
         // Static (no cgo), so the image needs no libc; GOARCH stays the host's.
         Target::Native => go.env("GOOS", "linux").env("CGO_ENABLED", "0"),
     };
+    go.arg("-o").arg(out).arg(".");
     let result = go.current_dir(dir).output();
     match result {
         Err(err) if err.kind() == ErrorKind::NotFound => bail!(

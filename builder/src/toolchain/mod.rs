@@ -29,6 +29,9 @@ pub trait Toolchain: Sync {
 pub enum Target {
     /// A WASI preview-1 module: what Fabricks runs.
     Wasi,
+    /// A WASI preview-1 reactor: exports `_initialize` and the Fabricks HTTP ABI
+    /// (docs/reactor-abi.md) instead of `_start`.
+    Reactor,
     /// A static executable for this machine's Linux: the same program for
     /// runc, as the baseline the benchmarks compare against.
     Native,

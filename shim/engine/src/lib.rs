@@ -10,6 +10,7 @@ mod command;
 mod compile;
 mod errno;
 mod limits;
+mod reactor;
 mod run;
 mod stop;
 mod sweep;
@@ -23,6 +24,9 @@ pub use cache::ModuleCache;
 pub use command::{Command, Preopen, Socket, Stdio};
 pub use compile::{check_magic, compile_to_file};
 pub use limits::{MemoryLimit, MemoryLimitExceeded, OOM_EXIT_CODE};
+pub use reactor::{
+    CallError, CommandFactory, Exchange, ModuleKind, Reactor, ReactorInstance, ABI_VERSION, IMPORT_MODULE,
+};
 pub use run::TRAP_EXIT_CODE;
 pub use stop::Stopper;
 pub use sweep::{CachePin, Swept};

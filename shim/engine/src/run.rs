@@ -126,7 +126,7 @@ fn out_of_memory(err: &anyhow::Error, trap_sink: TrapSink, program: &str) -> i32
 
 /// The trap and its wasm backtrace, one cause per paragraph. Not `{:?}`: that would add the
 /// host's Rust backtrace whenever RUST_BACKTRACE is set in containerd's environment.
-fn trap_report(err: &anyhow::Error) -> String {
+pub(crate) fn trap_report(err: &anyhow::Error) -> String {
     let causes: Vec<String> = err.chain().map(ToString::to_string).collect();
     causes.join("\n\nCaused by:\n    ")
 }

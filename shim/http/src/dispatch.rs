@@ -1,0 +1,106 @@
+//! One HTTP request: wait for an instance, encode the head, call the module on a blocking
+//! thread, answer with what it sends — or with the status that says why it could not.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fabricks_engine::CallError;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+
+use crate::exchange::HyperExchange;
+use crate::pool::{Failure, Pool};
+
+pub type ResponseBody = BoxBody<Bytes, std::io::Error>;
+
+pub async fn dispatch(pool: Arc<Pool>, timeout: Duration, request: Request<Incoming>, remote: SocketAddr) -> Response<ResponseBody> {
+    let Some(permit) = pool.acquire().await else {
+        log::warn!("all instances busy and the queue full: 503 for {} {}", request.method(), request.uri());
+        let mut busy = plain(StatusCode::SERVICE_UNAVAILABLE, "all instances are busy; retry shortly\n");
+        busy.headers_mut().insert(RETRY_AFTER, http::HeaderValue::from_static("1"));
+        return busy;
+    };
+    // The clock starts once an instance is ours: waiting in line is not the module's time.
+    let deadline = Instant::now() + timeout;
+    let (parts, body) = request.into_parts();
+    let head = encode_head(&parts, remote);
+    let what = format!("{} {}", parts.method, parts.uri);
+    let (exchange, head_rx) = HyperExchange::new(body, deadline);
+    let worker = pool.clone();
+    let call = tokio::task::spawn_blocking(move || worker.call(permit, &head, Box::new(exchange), deadline, &what));
+    if let Ok(response) = head_rx.await {
+        return response.map(|b| b.boxed());
+    }
+    // No head: the call ended without one.
+    match call.await {
+        Ok(Err(Failure::Call(CallError::Timeout))) => {
+            plain(StatusCode::GATEWAY_TIMEOUT, &format!("the request took longer than {}s\n", timeout.as_secs()))
+        }
+        Ok(Err(err)) => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("the module failed: {}\n", failure_text(&err))),
+        Ok(Ok(())) => plain(StatusCode::INTERNAL_SERVER_ERROR, "the module sent no valid response\n"),
+        Err(join) => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("the request's worker failed: {join}\n")),
+    }
+}
+
+fn failure_text(err: &Failure) -> String {
+    match err {
+        Failure::Call(CallError::Trap(_)) => "it trapped (the trap is in the task's log)".into(),
+        Failure::Call(other) => other.to_string(),
+        Failure::NoInstance(_) => "no instance could be started (see the task's log)".into(),
+    }
+}
+
+/// The head as ABI version 1 has it (docs/reactor-abi.md): method, request target,
+/// protocol, client address, one line each, then one `Name: value` line per header value.
+/// hyper has rejected any header with a line break already.
+pub fn encode_head(parts: &http::request::Parts, remote: SocketAddr) -> Vec<u8> {
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(parts.method.as_str().as_bytes());
+    head.push(b'\n');
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(format!("\n{:?}\n{remote}", parts.version).as_bytes());
+    for (name, value) in &parts.headers {
+        head.push(b'\n');
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+    }
+    head
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
+    let body = Full::new(Bytes::from(text.to_string())).map_err(|never| match never {}).boxed();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_head_has_four_lines_then_one_line_per_header_value() {
+        let request = Request::builder()
+            .method("PUT")
+            .uri("/echo?a=1&a=2")
+            .header("Host", "example")
+            .header("X-Test", "one")
+            .header("X-Test", "two")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let head = encode_head(&parts, "10.0.0.1:4242".parse().unwrap());
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "PUT\n/echo?a=1&a=2\nHTTP/1.1\n10.0.0.1:4242\nhost: example\nx-test: one\nx-test: two"
+        );
+    }
+}

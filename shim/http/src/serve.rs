@@ -1,0 +1,121 @@
+//! The server of a reactor task: accepts on the task's listeners, serves HTTP/1.1 with
+//! hyper, stops gracefully (stop accepting, let requests in flight finish) or hard.
+
+use std::net::TcpListener as StdListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use fabricks_engine::{Reactor, Stopper};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::dispatch::dispatch;
+use crate::{Pool, Settings};
+
+/// How often running calls check their deadline: the timeout's resolution.
+const DEADLINE_TICK: Duration = Duration::from_millis(100);
+
+/// Serves `listeners` with the instances of `pool` until `stopper` is signalled; returns
+/// the exit status: 0 after a graceful stop (SIGTERM, SIGINT), `128 + signal` after a
+/// hard one.
+pub fn serve(pool: Arc<Pool>, settings: &Settings, listeners: Vec<StdListener>, stopper: &Stopper) -> Result<i32> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    stopper.on_stop(move |_| {
+        let _ = stop_tx.send(true);
+    });
+    // Listeners make SIGTERM graceful; the hook above is how this server hears of it.
+    for listener in &listeners {
+        stopper.watch_listener(listener).context("watching a listener")?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.instances.clamp(1, 4))
+        .max_blocking_threads(settings.instances + 4)
+        .thread_name("reactor-http")
+        .enable_all()
+        .build()
+        .context("starting the HTTP server's threads")?;
+    let graceful = runtime.block_on(accept_all(pool.clone(), settings.timeout, listeners, stop_rx))?;
+    if let Some(sig) = stopper.requested() {
+        // Hard stop: running calls trap at their next epoch check; nothing is waited for.
+        runtime.shutdown_background();
+        return Ok(128 + sig);
+    }
+    let drain = settings.timeout + Duration::from_secs(1);
+    let drained = runtime.block_on(async { tokio::time::timeout(drain, graceful.shutdown()).await.is_ok() });
+    if !drained {
+        log::warn!("requests still running {}s after the stop were cut off", drain.as_secs());
+    }
+    runtime.shutdown_background();
+    Ok(stopper.requested().map_or(0, |sig| 128 + sig))
+}
+
+async fn accept_all(
+    pool: Arc<Pool>,
+    timeout: Duration,
+    listeners: Vec<StdListener>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<GracefulShutdown> {
+    let graceful = Arc::new(GracefulShutdown::new());
+    let ticker = tokio::spawn(tick(pool.reactor().clone()));
+    let mut loops = tokio::task::JoinSet::new();
+    for listener in listeners {
+        listener.set_nonblocking(true).context("making the listener non-blocking")?;
+        let listener = TcpListener::from_std(listener).context("registering the listener")?;
+        loops.spawn(accept(listener, pool.clone(), timeout, graceful.clone(), stop.clone()));
+    }
+    stopped(&mut stop).await;
+    while loops.join_next().await.is_some() {}
+    ticker.abort();
+    Ok(Arc::into_inner(graceful).expect("accept loops ended"))
+}
+
+async fn accept(listener: TcpListener, pool: Arc<Pool>, timeout: Duration, graceful: Arc<GracefulShutdown>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let (stream, remote) = tokio::select! {
+            _ = stopped(&mut stop) => return,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    log::warn!("accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let pool = pool.clone();
+        let service = service_fn(move |request| {
+            let pool = pool.clone();
+            async move { Ok::<_, std::convert::Infallible>(dispatch(pool, timeout, request, remote).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                log::debug!("connection from {remote}: {e}");
+            }
+        });
+    }
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard wait_for returns is not Send: drop it here.
+    let _ = stop.wait_for(|stopped| *stopped).await.map(drop);
+}
+
+/// Advances the engine's epoch so running calls look at their deadline.
+async fn tick(reactor: Reactor) {
+    let mut interval = tokio::time::interval(DEADLINE_TICK);
+    loop {
+        interval.tick().await;
+        reactor.tick();
+    }
+}
+

@@ -1,0 +1,332 @@
+//! containerd's `config.toml`: which CRI plugin table a config uses, and adding or removing
+//! the `fabricks` runtime there. Edits go through `toml_edit`, so the user's comments, key
+//! order and other runtimes come out exactly as they went in.
+
+use anyhow::{bail, Context, Result};
+use toml_edit::{value, Array, DocumentMut, Item, Table};
+
+/// The CRI runtime handler; a RuntimeClass names it in `handler`.
+pub const RUNTIME_NAME: &str = "fabricks";
+pub const RUNTIME_TYPE: &str = "io.containerd.fabricks.v1";
+/// Pod and container annotations CRI passes on to the shim (e.g. `fabricks.io/listen`).
+pub const ANNOTATIONS: &str = "fabricks.io/*";
+/// Written above our table so whoever reads the config knows where it came from.
+const MARK: &str =
+    "# Added by fabricks-node-installer; `fabricks-node-installer uninstall` removes it.";
+
+/// The config schema, which decides where CRI's runtimes live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schema {
+    /// No `version` key (or 1): containerd 1.x names plugins by their short id.
+    V1,
+    /// `version = 2`: containerd 1.6/1.7.
+    V2,
+    /// `version = 3` (or 2.4's 4): containerd 2.x, CRI split into runtime and images plugins.
+    V3,
+}
+
+impl Schema {
+    /// The schema a new config gets on a node whose containerd has this major version.
+    pub fn for_containerd_major(major: u64) -> Schema {
+        if major >= 2 {
+            Schema::V3
+        } else {
+            Schema::V2
+        }
+    }
+
+    /// The id of the plugin whose `containerd.runtimes` table lists CRI runtime handlers.
+    pub fn cri_plugin(self) -> &'static str {
+        match self {
+            Schema::V1 => "cri",
+            Schema::V2 => "io.containerd.grpc.v1.cri",
+            Schema::V3 => "io.containerd.cri.v1.runtime",
+        }
+    }
+
+    pub fn version(self) -> i64 {
+        match self {
+            Schema::V1 => 1,
+            Schema::V2 => 2,
+            Schema::V3 => 3,
+        }
+    }
+
+    /// The smallest config containerd accepts with this schema: what a node without a
+    /// config file gets before our runtime is added.
+    pub fn minimal_config(self) -> String {
+        format!("version = {}\n", self.version())
+    }
+}
+
+/// Parses `text`; `what` names it in the error (a path).
+pub fn parse(text: &str, what: &str) -> Result<DocumentMut> {
+    text.parse::<DocumentMut>().with_context(|| {
+        format!("{what} is not valid TOML, so containerd cannot read it either; fix it and run again (nothing was changed)")
+    })
+}
+
+/// The schema `doc` declares in its `version` key.
+pub fn schema(doc: &DocumentMut, what: &str) -> Result<Schema> {
+    let Some(version) = doc.get("version") else {
+        return Ok(Schema::V1);
+    };
+    match version.as_integer() {
+        Some(1) => Ok(Schema::V1),
+        Some(2) => Ok(Schema::V2),
+        Some(3 | 4) => Ok(Schema::V3),
+        _ => bail!(
+            "{what} has `version = {}`, which this installer does not know (it edits versions 1 to 4); nothing was changed",
+            version.to_string().trim()
+        ),
+    }
+}
+
+/// Our runtime's table, as it appears under `containerd.runtimes`.
+pub fn runtime_table() -> Table {
+    let mut table = Table::new();
+    table["runtime_type"] = value(RUNTIME_TYPE);
+    table["pod_annotations"] = value(Array::from_iter([ANNOTATIONS]));
+    table["container_annotations"] = value(Array::from_iter([ANNOTATIONS]));
+    table.decor_mut().set_prefix(format!("\n{MARK}\n"));
+    table
+}
+
+/// Whether `item` is a runtime table equivalent to ours (what the user may have written by
+/// hand counts too: then there is nothing to add).
+fn is_ours(item: &Item) -> bool {
+    let Some(table) = item.as_table_like() else {
+        return false;
+    };
+    let strings = |key: &str| -> Option<Vec<String>> {
+        let array = table.get(key)?.as_array()?;
+        Some(
+            array
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+        )
+    };
+    let ours = Some(vec![ANNOTATIONS.to_owned()]);
+    table.get("runtime_type").and_then(Item::as_str) == Some(RUNTIME_TYPE)
+        && strings("pod_annotations") == ours
+        && strings("container_annotations") == ours
+}
+
+/// `parent[key]` as a table, created (implicit, so it prints nothing while empty) if absent.
+fn child<'a>(parent: &'a mut Table, key: &str, what: &str) -> Result<&'a mut Table> {
+    let item = parent.entry(key).or_insert_with(|| {
+        let mut table = Table::new();
+        table.set_implicit(true);
+        Item::Table(table)
+    });
+    item.as_table_mut().with_context(|| {
+        format!("{what}: `{key}` is not a table (an inline table or a value?); write it as a [table] section and run again (nothing was changed)")
+    })
+}
+
+fn runtimes<'a>(doc: &'a mut DocumentMut, schema: Schema, what: &str) -> Result<&'a mut Table> {
+    let plugins = child(doc.as_table_mut(), "plugins", what)?;
+    let cri = child(plugins, schema.cri_plugin(), what)?;
+    let containerd = child(cri, "containerd", what)?;
+    child(containerd, "runtimes", what)
+}
+
+/// Adds our runtime to `text` (a whole config), unless an equivalent one is there.
+/// Returns the new text; equal to `text` when nothing had to change.
+pub fn add_runtime(text: &str, what: &str) -> Result<String> {
+    let mut doc = parse(text, what)?;
+    let schema = schema(&doc, what)?;
+    let runtimes = runtimes(&mut doc, schema, what)?;
+    if runtimes.get(RUNTIME_NAME).is_some_and(is_ours) {
+        return Ok(text.to_owned());
+    }
+    runtimes.insert(RUNTIME_NAME, Item::Table(runtime_table()));
+    Ok(doc.to_string())
+}
+
+/// Removes our runtime from `text`; a `fabricks` runtime that is not ours (another
+/// runtime_type or annotations) is the user's and stays.
+pub fn remove_runtime(text: &str, what: &str) -> Result<String> {
+    let mut doc = parse(text, what)?;
+    let schema = schema(&doc, what)?;
+    let Some(runtimes) = doc
+        .get_mut("plugins")
+        .and_then(|p| p.get_mut(schema.cri_plugin()))
+        .and_then(|c| c.get_mut("containerd"))
+        .and_then(|c| c.get_mut("runtimes"))
+        .and_then(Item::as_table_like_mut)
+    else {
+        return Ok(text.to_owned());
+    };
+    if !runtimes.get(RUNTIME_NAME).is_some_and(is_ours) {
+        return Ok(text.to_owned());
+    }
+    runtimes.remove(RUNTIME_NAME);
+    Ok(doc.to_string())
+}
+
+/// The containerd major version in `containerd --version` output, e.g. Debian's
+/// `containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1` or
+/// `containerd github.com/containerd/containerd/v2 v2.1.4 75cb2b7`.
+pub fn containerd_major(version_output: &str) -> Option<u64> {
+    version_output.split_whitespace().skip(1).find_map(|word| {
+        let word = word.strip_prefix('v').unwrap_or(word);
+        let (major, rest) = word.split_once('.')?;
+        rest.starts_with(|c: char| c.is_ascii_digit())
+            .then_some(())?;
+        major.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V2: &str = r#"# my node's containerd
+version = 2
+root = "/var/lib/containerd"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.9" # pinned by ops
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia]
+      runtime_type = "io.containerd.runc.v2"
+"#;
+
+    fn runtime_of(text: &str, plugin: &str) -> Option<String> {
+        let doc = parse(text, "t").unwrap();
+        let t = &doc["plugins"][plugin]["containerd"]["runtimes"][RUNTIME_NAME];
+        t.get("runtime_type")
+            .and_then(Item::as_str)
+            .map(str::to_owned)
+    }
+
+    #[test]
+    fn adds_to_version_2_keeping_everything_else() {
+        let out = add_runtime(V2, "t").unwrap();
+        assert!(out.starts_with(V2), "the original text is a prefix:\n{out}");
+        assert_eq!(
+            runtime_of(&out, "io.containerd.grpc.v1.cri").as_deref(),
+            Some(RUNTIME_TYPE)
+        );
+        let doc = parse(&out, "t").unwrap();
+        let ours =
+            &doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["fabricks"];
+        assert_eq!(
+            ours["pod_annotations"]
+                .as_array()
+                .unwrap()
+                .get(0)
+                .unwrap()
+                .as_str(),
+            Some(ANNOTATIONS)
+        );
+        assert_eq!(ours["container_annotations"].as_array().unwrap().len(), 1);
+        assert!(out.contains(MARK));
+    }
+
+    #[test]
+    fn second_add_changes_nothing() {
+        let once = add_runtime(V2, "t").unwrap();
+        assert_eq!(add_runtime(&once, "t").unwrap(), once);
+    }
+
+    #[test]
+    fn remove_restores_the_original_text() {
+        let once = add_runtime(V2, "t").unwrap();
+        assert_eq!(remove_runtime(&once, "t").unwrap(), V2);
+    }
+
+    #[test]
+    fn version_3_uses_the_cri_runtime_plugin() {
+        let text =
+            "version = 3\n\n[plugins.'io.containerd.cri.v1.images']\n  snapshotter = 'overlayfs'\n";
+        let out = add_runtime(text, "t").unwrap();
+        assert_eq!(
+            runtime_of(&out, "io.containerd.cri.v1.runtime").as_deref(),
+            Some(RUNTIME_TYPE)
+        );
+        assert!(out.starts_with(text));
+        assert_eq!(remove_runtime(&out, "t").unwrap(), text);
+    }
+
+    #[test]
+    fn no_version_is_schema_1() {
+        let out = add_runtime("[plugins.cri]\n  sandbox_image = \"pause\"\n", "t").unwrap();
+        assert_eq!(runtime_of(&out, "cri").as_deref(), Some(RUNTIME_TYPE));
+    }
+
+    #[test]
+    fn empty_minimal_config_gets_the_whole_path() {
+        let out = add_runtime(&Schema::V3.minimal_config(), "t").unwrap();
+        assert!(
+            out.contains("[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.fabricks]"),
+            "{out}"
+        );
+        assert_eq!(remove_runtime(&out, "t").unwrap(), "version = 3\n");
+    }
+
+    #[test]
+    fn a_foreign_fabricks_runtime_is_replaced_on_add_and_kept_on_remove() {
+        let text = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.fabricks]\n  runtime_type = \"io.containerd.other.v1\"\n";
+        assert_eq!(remove_runtime(text, "t").unwrap(), text);
+        let out = add_runtime(text, "t").unwrap();
+        assert_eq!(
+            runtime_of(&out, "io.containerd.grpc.v1.cri").as_deref(),
+            Some(RUNTIME_TYPE)
+        );
+    }
+
+    #[test]
+    fn invalid_toml_is_an_error_naming_the_file() {
+        let err =
+            add_runtime("version = 2\n[plugins\n", "/etc/containerd/config.toml").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("/etc/containerd/config.toml is not valid TOML"),
+            "{msg}"
+        );
+        assert!(msg.contains("nothing was changed"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_version_is_an_error() {
+        let err = add_runtime("version = 9\n", "c.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("`version = 9`"));
+    }
+
+    #[test]
+    fn inline_plugins_table_is_an_error() {
+        let err = add_runtime("version = 2\nplugins = { x = 1 }\n", "c.toml").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("`plugins` is not a table"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn containerd_versions() {
+        assert_eq!(
+            containerd_major(
+                "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1"
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            containerd_major("containerd github.com/containerd/containerd/v2 v2.4.2 abc"),
+            Some(2)
+        );
+        assert_eq!(
+            containerd_major("containerd containerd.io 1.7.27 05044ec0a9a"),
+            Some(1)
+        );
+        assert_eq!(
+            containerd_major("bash: containerd: command not found"),
+            None
+        );
+    }
+}
