@@ -27,7 +27,8 @@ bench_setup
 t0=$SECONDS
 check "cold start go-hello" start_hello
 check "cold start go-http" start_http
-check "churn" churn
+check "churn via the containerd API" churn_api
+check "churn via ctr run --rm" churn_ctr
 check "throughput" throughput
 check "memory" memory
 check "compile vs cached start" compile_vs_cached

@@ -44,25 +44,27 @@ impl ModuleCache {
         self.dir.join(format!("{}.cwasm", hex::encode(Sha256::digest(wasm))))
     }
 
+    /// The module whose entry is `path` (its [`ModuleCache::entry_path`]: the caller hashes
+    /// the module once, however often it needs the entry), compiled by `compile` if no
+    /// process has yet.
     pub(crate) fn get_or_compile(
         &self,
         engine: &wasmtime::Engine,
-        wasm: &[u8],
+        path: &Path,
         compile: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<Module> {
-        let path = self.entry_path(wasm);
-        if let Some(module) = self.cached(engine, &path) {
+        if let Some(module) = self.cached(engine, path) {
             return Ok(module);
         }
-        let _lock = EntryLock::take(&path)?;
+        let _lock = EntryLock::take(path)?;
         // Another process may have finished the same module while we waited for the lock.
-        if let Some(module) = self.cached(engine, &path) {
+        if let Some(module) = self.cached(engine, path) {
             return Ok(module);
         }
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let started = std::time::Instant::now();
         let compiled = compile(&tmp).and_then(|()| {
-            fs::rename(&tmp, &path).with_context(|| format!("storing {}", path.display()))
+            fs::rename(&tmp, path).with_context(|| format!("storing {}", path.display()))
         });
         if let Err(e) = compiled {
             let _ = fs::remove_file(&tmp);
@@ -70,7 +72,7 @@ impl ModuleCache {
         }
         self.compiles.fetch_add(1, Ordering::Relaxed);
         log::info!("compiled module {} in {:?}", path.display(), started.elapsed());
-        self.try_load(engine, &path)
+        self.try_load(engine, path)
             .with_context(|| format!("loading freshly compiled {}", path.display()))
     }
 

@@ -86,16 +86,24 @@ impl Engine {
     /// Like [`Engine::load`] for a module already in memory (e.g. an OCI wasm layer).
     pub fn load_bytes(&self, wasm: &[u8]) -> Result<Module> {
         check_magic(wasm)?;
-        self.cache.get_or_compile(&self.inner, wasm, |out| compile::compile(&self.inner, &self.compiler, wasm, out))
+        self.load_entry(wasm, &self.cache.entry_path(wasm))
+    }
+
+    /// The module `wasm`, whose cache entry is `entry`.
+    fn load_entry(&self, wasm: &[u8], entry: &Path) -> Result<Module> {
+        self.cache.get_or_compile(&self.inner, entry, |out| compile::compile(&self.inner, &self.compiler, wasm, out))
     }
 
     /// Like [`Engine::load_bytes`], plus a pin that keeps the cache entry from being swept
     /// while the module may run.
     pub fn load_pinned(&self, wasm: &[u8]) -> Result<(Module, CachePin)> {
+        check_magic(wasm)?;
+        // Hashed once: SHA-256 of a module of a few MB costs a millisecond or two per create.
+        let entry = self.cache.entry_path(wasm);
         // A sweep may remove the entry between load and pin: then load (compile) again.
         for _ in 0..3 {
-            let module = self.load_bytes(wasm)?;
-            if let Some(pin) = CachePin::take(&self.cache.entry_path(wasm))? {
+            let module = self.load_entry(wasm, &entry)?;
+            if let Some(pin) = CachePin::take(&entry)? {
                 return Ok((module, pin));
             }
         }
