@@ -257,13 +257,19 @@ memory_past_limit() {
 # The module thread runs in the container's cpu and cpuacct cgroups with its CPU limit; they
 # are gone after delete.
 cgroup_placement() {
-	local id=e2e-cgroup dir tid shim
+	local id=e2e-cgroup dir tid shim i
 	run_ctr run -d --runtime "$RT" --cpus 0.5 "$IMG_TAR" "$id" /go-hello.wasm --sleep 300s
 	expect_rc 0 && wait_status "$id" RUNNING 30 || return
 	shim=$(task_pid "$id")
 	for dir in /sys/fs/cgroup/cpu/$NS/$id /sys/fs/cgroup/cpuacct/$NS/$id; do
 		[[ -d $dir ]] || why "no cgroup $dir" || return
-		tid=$(head -n 1 "$dir/tasks")
+		# RUNNING is reported once the module thread is spawned; it joins the cgroups itself,
+		# before it runs any of the module's code.
+		for ((i = 0; i < 50; i++)); do
+			tid=$(head -n 1 "$dir/tasks")
+			[[ -z $tid ]] || break
+			sleep 0.2
+		done
 		[[ -n $tid && -d /proc/$shim/task/$tid ]] || why "$dir/tasks holds '$tid', not a thread of the shim (pid $shim)" || return
 		[[ $(grep -c . "$dir/tasks") == 1 ]] || why "$dir/tasks holds $(grep -c . "$dir/tasks") threads, want the module's one" || return
 	done
@@ -319,7 +325,7 @@ cache_swept_with_image() {
 		[[ -e $entry ]] || break
 		sleep 0.2
 	done
-	[[ ! -e $entry ]] || why "$entry still there after removing $(echo $names) and starting a new shim" || return
+	[[ ! -e $entry ]] || why "$entry still there after removing ${names//$'\n'/ } and starting a new shim" || return
 	[[ ! -e ${entry%.cwasm}.origins ]] || why "${entry%.cwasm}.origins left behind"
 }
 
