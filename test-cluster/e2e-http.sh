@@ -686,7 +686,7 @@ cri_image() {
 	local i
 	import_image "$TMP/go-http.tar" "$IMG" wasi/wasm k8s.io || return
 	for ((i = 0; i < 50; i++)); do
-		crictl images 2>/dev/null | cut -f2 | tr , '\n' | grep -qxF "$IMG" && return 0
+		grep -qxF "$IMG" <<<"$(crictl images 2>/dev/null | cut -f2 | tr , '\n')" && return 0
 		sleep 0.2
 	done
 	why "CRI does not list $IMG"

@@ -484,7 +484,7 @@ cri_up() {
 	fcri=$(fcri_bin)
 	c -n "$CRI_NS" images import "$W/pause.tar" >/dev/null
 	for _ in {1..50}; do
-		if "$fcri" -r "unix://$SOCK" --timeout 2s images 2>/dev/null | cut -f2 | tr , '\n' | grep -qxF "$CRI_IMAGE"; then return 0; fi
+		if grep -qxF "$CRI_IMAGE" <<<"$("$fcri" -r "unix://$SOCK" --timeout 2s images 2>/dev/null | cut -f2 | tr , '\n')"; then return 0; fi
 		sleep 0.2
 	done
 	echo "harness: CRI does not answer or does not list $CRI_IMAGE" >&2

@@ -40,7 +40,7 @@ for cur in "${flavours[@]}"; do
 	start=$SECONDS
 	"$H" up "$cur" 2>/dev/null
 	"$H" ctr "$cur" images import "$TMP/pause.tar" >/dev/null
-	"$H" ctr "$cur" images ls -q | grep -qx "$IMG" || fail "$IMG not imported"
+	grep -qx "$IMG" <<<"$("$H" ctr "$cur" images ls -q)" || fail "$IMG not imported"
 
 	"$H" ctr "$cur" run -d --runtime io.containerd.runc.v2 "$IMG" p1
 	wait_status p1 RUNNING

@@ -267,12 +267,21 @@ shim_pids() {
 	done
 }
 
+# listed LINE CMD...: CMD's output has the line LINE. Not `CMD | grep -q`: grep stops reading at
+# the match, CMD may then die of SIGPIPE, and pipefail turns that into "not listed".
+listed() {
+	local line=$1 out
+	shift
+	out=$("$@") || return
+	grep -qxF -- "$line" <<<"$out"
+}
+
 # remains ID [task]: what is left of container ID: its task, container (unless `task`), shim,
 # mounts, runc state and processes.
 remains() {
 	local id=$1 d
-	if c task ls -q 2>/dev/null | grep -qxF "$id"; then echo "task $id"; fi
-	if [[ ${2:-} != task ]] && c containers ls -q 2>/dev/null | grep -qxF "$id"; then echo "container $id"; fi
+	if listed "$id" c task ls -q 2>/dev/null; then echo "task $id"; fi
+	if [[ ${2:-} != task ]] && listed "$id" c containers ls -q 2>/dev/null; then echo "container $id"; fi
 	shim_pids "$id" | sed 's/^/shim pid /'
 	awk -v p="/$NS/$id/" 'index($5, p) { print "mount " $5 }' /proc/self/mountinfo
 	if [[ -e /run/containerd/fabricks/runc/$NS/$id ]]; then echo "runc state /run/containerd/fabricks/runc/$NS/$id"; fi
@@ -328,7 +337,7 @@ import_image() {
 	if [[ -n ${3:-} ]]; then opts+=(--platform "$3"); fi
 	run_ctr -n "$ns" images import "${opts[@]}" "$1"
 	expect_rc 0 || return
-	c -n "$ns" images ls -q | grep -qxF "$2" || why "$2 not listed in $ns after import"
+	listed "$2" c -n "$ns" images ls -q || why "$2 not listed in $ns after import"
 }
 
 # --- preparation ---------------------------------------------------------------------------
