@@ -724,14 +724,7 @@ EOF
   "linux": {}
 }
 EOF
-	run_cmd crictl runp --runtime fabricks "$TMP/pod.json"
-	expect_rc 0 || return
-	POD=$OUT
-	run_cmd crictl create "$POD" "$TMP/ctr.json" "$TMP/pod.json"
-	expect_rc 0 || return
-	CID=$OUT
-	run_cmd crictl start "$CID"
-	expect_rc 0 || return
+	cri_start "$TMP/pod.json" "$TMP/ctr.json" || return
 	run_cmd crictl inspect --state "$CID"
 	[[ $OUT == "CONTAINER_RUNNING 0" ]] || why "container state: $OUT" || return
 	POD_IP=$(crictl inspectp --ip "$POD")

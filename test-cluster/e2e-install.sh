@@ -332,13 +332,7 @@ serve_pod() {
 	local ip i exe pid
 	import_image "$TMP/go-http.tar" "$IMG" wasi/wasm k8s.io || return
 	pod_specs
-	run_cmd crictl runp --runtime fabricks "$TMP/pod.json"
-	expect_rc 0 || return
-	POD=$OUT
-	run_cmd crictl create "$POD" "$TMP/ctr.json" "$TMP/pod.json"
-	expect_rc 0 || return
-	run_cmd crictl start "$OUT"
-	expect_rc 0 || return
+	cri_start "$TMP/pod.json" "$TMP/ctr.json" || return
 	ip=$(crictl inspectp --ip "$POD")
 	for ((i = 0; i < 300; i++)); do
 		OUT=$(curl -sS -m 2 "http://$ip:8080/" 2>&1) && break

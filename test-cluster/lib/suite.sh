@@ -267,6 +267,19 @@ shim_pids() {
 	done
 }
 
+# cri_start POD.json CTR.json: RunPodSandbox (handler fabricks), CreateContainer and
+# StartContainer through the suite's own `crictl`; sets POD and CID.
+cri_start() {
+	run_cmd crictl runp --runtime fabricks "$1"
+	expect_rc 0 || return
+	POD=$OUT
+	run_cmd crictl create "$POD" "$2" "$1"
+	expect_rc 0 || return
+	CID=$OUT
+	run_cmd crictl start "$CID"
+	expect_rc 0
+}
+
 # listed LINE CMD...: CMD's output has the line LINE. Not `CMD | grep -q`: grep stops reading at
 # the match, CMD may then die of SIGPIPE, and pipefail turns that into "not listed".
 listed() {
