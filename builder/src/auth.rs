@@ -17,11 +17,7 @@ pub const ENV_PASSWORD: &str = "FABRICKS_REGISTRY_PASSWORD";
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
     Anonymous,
-    Basic {
-        username: String,
-        password: String,
-        from: String,
-    },
+    Basic { username: String, password: String, from: String },
 }
 
 impl Credentials {
@@ -35,9 +31,7 @@ impl Credentials {
     pub fn into_auth(self) -> RegistryAuth {
         match self {
             Credentials::Anonymous => RegistryAuth::Anonymous,
-            Credentials::Basic {
-                username, password, ..
-            } => RegistryAuth::Basic(username, password),
+            Credentials::Basic { username, password, .. } => RegistryAuth::Basic(username, password),
         }
     }
 }
@@ -69,57 +63,32 @@ pub fn credentials(registry: &str, flags: &Flags) -> Result<Credentials> {
                 format!("--username {username} for {registry} needs a password: give --password-stdin or set {ENV_PASSWORD}")
             })?
         };
-        return Ok(Credentials::Basic {
-            username: username.clone(),
-            password,
-            from: "--username".into(),
-        });
+        return Ok(Credentials::Basic { username: username.clone(), password, from: "--username".into() });
     }
     ensure!(!flags.password_stdin, "--password-stdin needs --username");
     if let Some(username) = env_user {
-        let password = env_password
-            .with_context(|| format!("{ENV_USERNAME} is set but {ENV_PASSWORD} is not"))?;
-        return Ok(Credentials::Basic {
-            username,
-            password,
-            from: ENV_USERNAME.into(),
-        });
+        let password = env_password.with_context(|| format!("{ENV_USERNAME} is set but {ENV_PASSWORD} is not"))?;
+        return Ok(Credentials::Basic { username, password, from: ENV_USERNAME.into() });
     }
     let Some(path) = docker_config_path() else {
         return Ok(Credentials::Anonymous);
     };
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Credentials::Anonymous)
-        }
-        Err(err) => {
-            return Err(err)
-                .with_context(|| format!("reading the docker config {}", path.display()))
-        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Credentials::Anonymous),
+        Err(err) => return Err(err).with_context(|| format!("reading the docker config {}", path.display())),
     };
-    let config = DockerConfig::parse(&text)
-        .with_context(|| format!("parsing the docker config {}", path.display()))?;
+    let config = DockerConfig::parse(&text).with_context(|| format!("parsing the docker config {}", path.display()))?;
     let from = path.display().to_string();
     match config.source_for(registry)? {
         Source::None => Ok(Credentials::Anonymous),
-        Source::Inline { username, password } => Ok(Credentials::Basic {
-            username,
-            password,
-            from,
-        }),
+        Source::Inline { username, password } => Ok(Credentials::Basic { username, password, from }),
         Source::Helper(helper) => match run_helper(&helper, registry)? {
-            Some((username, password)) => Ok(Credentials::Basic {
-                username,
-                password,
-                from: format!("docker-credential-{helper} ({from})"),
-            }),
+            Some((username, password)) => {
+                Ok(Credentials::Basic { username, password, from: format!("docker-credential-{helper} ({from})") })
+            }
             None => match config.inline_for(registry)? {
-                Some((username, password)) => Ok(Credentials::Basic {
-                    username,
-                    password,
-                    from,
-                }),
+                Some((username, password)) => Ok(Credentials::Basic { username, password, from }),
                 None => Ok(Credentials::Anonymous),
             },
         },
@@ -128,14 +97,9 @@ pub fn credentials(registry: &str, flags: &Flags) -> Result<Credentials> {
 
 fn read_password_stdin() -> Result<String> {
     let mut text = String::new();
-    std::io::stdin()
-        .read_to_string(&mut text)
-        .context("reading the password from stdin (--password-stdin)")?;
+    std::io::stdin().read_to_string(&mut text).context("reading the password from stdin (--password-stdin)")?;
     let password = text.trim_end_matches(['\n', '\r']).to_owned();
-    ensure!(
-        !password.is_empty(),
-        "--password-stdin: stdin held no password"
-    );
+    ensure!(!password.is_empty(), "--password-stdin: stdin held no password");
     Ok(password)
 }
 
@@ -144,9 +108,7 @@ pub fn docker_config_path() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir).join("config.json"));
     }
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(|home| PathBuf::from(home).join(".docker/config.json"))
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|home| PathBuf::from(home).join(".docker/config.json"))
 }
 
 /// The parts of docker's config.json that hold credentials.
@@ -217,8 +179,7 @@ impl DockerConfig {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(auth.trim())
                 .with_context(|| format!("auths.{key:?}.auth is not base64"))?;
-            let decoded = String::from_utf8(decoded)
-                .with_context(|| format!("auths.{key:?}.auth is not UTF-8"))?;
+            let decoded = String::from_utf8(decoded).with_context(|| format!("auths.{key:?}.auth is not UTF-8"))?;
             let Some((username, password)) = decoded.split_once(':') else {
                 bail!("auths.{key:?}.auth does not decode to USER:PASSWORD");
             };
@@ -234,10 +195,7 @@ impl DockerConfig {
 /// The keys docker files a registry's credentials under; Docker Hub's is a URL.
 fn config_keys(registry: &str) -> Vec<String> {
     let mut keys = vec![registry.to_owned()];
-    if matches!(
-        registry,
-        "docker.io" | "index.docker.io" | "registry-1.docker.io"
-    ) {
+    if matches!(registry, "docker.io" | "index.docker.io" | "registry-1.docker.io") {
         keys.push("https://index.docker.io/v1/".into());
         keys.push("index.docker.io".into());
         keys.push("docker.io".into());
@@ -249,10 +207,7 @@ fn config_keys(registry: &str) -> Vec<String> {
 
 /// `https://host:port/path` → `host:port`.
 fn host_of(key: &str) -> &str {
-    let rest = key
-        .strip_prefix("https://")
-        .or_else(|| key.strip_prefix("http://"))
-        .unwrap_or(key);
+    let rest = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
     rest.split('/').next().unwrap_or(rest)
 }
 
@@ -274,18 +229,14 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<(String, String)>> 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| {
-            format!("running the docker credential helper {program} for {registry}")
-        })?;
+        .with_context(|| format!("running the docker credential helper {program} for {registry}"))?;
     child
         .stdin
         .take()
         .expect("stdin is piped")
         .write_all(registry.as_bytes())
         .with_context(|| format!("writing to {program}"))?;
-    let output = child
-        .wait_with_output()
-        .with_context(|| format!("waiting for {program}"))?;
+    let output = child.wait_with_output().with_context(|| format!("waiting for {program}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         let said = format!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
@@ -293,15 +244,10 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<(String, String)>> 
             log::debug!("{program} has no credentials for {registry}");
             return Ok(None);
         }
-        bail!(
-            "the docker credential helper {program} failed for {registry} ({}): {}",
-            output.status,
-            said.trim()
-        );
+        bail!("the docker credential helper {program} failed for {registry} ({}): {}", output.status, said.trim());
     }
-    let answer: HelperAnswer = serde_json::from_str(&stdout).with_context(|| {
-        format!("{program} answered something other than credentials JSON for {registry}")
-    })?;
+    let answer: HelperAnswer = serde_json::from_str(&stdout)
+        .with_context(|| format!("{program} answered something other than credentials JSON for {registry}"))?;
     Ok(Some((answer.username, answer.secret)))
 }
 
@@ -324,51 +270,30 @@ mod tests {
         let config = DockerConfig::parse(CONFIG).unwrap();
         assert_eq!(
             config.source_for("127.0.0.1:5001").unwrap(),
-            Source::Inline {
-                username: "alice".into(),
-                password: "s3cret".into()
-            }
+            Source::Inline { username: "alice".into(), password: "s3cret".into() }
         );
         assert_eq!(
             config.source_for("docker.io").unwrap(),
-            Source::Inline {
-                username: "hub".into(),
-                password: "hubpw".into()
-            }
+            Source::Inline { username: "hub".into(), password: "hubpw".into() }
         );
         assert_eq!(
             config.source_for("registry.example.com").unwrap(),
-            Source::Inline {
-                username: "bob".into(),
-                password: "pw".into()
-            }
+            Source::Inline { username: "bob".into(), password: "pw".into() }
         );
-        assert_eq!(
-            config.source_for("empty.example.com").unwrap(),
-            Source::None
-        );
+        assert_eq!(config.source_for("empty.example.com").unwrap(), Source::None);
         assert_eq!(config.source_for("127.0.0.1:5000").unwrap(), Source::None);
     }
 
     #[test]
     fn cred_helpers_win_for_their_registry_and_creds_store_for_the_rest() {
         let config = DockerConfig::parse(CONFIG).unwrap();
-        assert_eq!(
-            config.source_for("ghcr.io").unwrap(),
-            Source::Helper("gh".into())
-        );
+        assert_eq!(config.source_for("ghcr.io").unwrap(), Source::Helper("gh".into()));
         let with_store = DockerConfig::parse(
             r#"{"credsStore": "desktop", "credHelpers": {"ghcr.io": "gh"}, "auths": {"quay.io": {}}}"#,
         )
         .unwrap();
-        assert_eq!(
-            with_store.source_for("ghcr.io").unwrap(),
-            Source::Helper("gh".into())
-        );
-        assert_eq!(
-            with_store.source_for("quay.io").unwrap(),
-            Source::Helper("desktop".into())
-        );
+        assert_eq!(with_store.source_for("ghcr.io").unwrap(), Source::Helper("gh".into()));
+        assert_eq!(with_store.source_for("quay.io").unwrap(), Source::Helper("desktop".into()));
     }
 
     #[test]
@@ -376,19 +301,12 @@ mod tests {
         let config = DockerConfig::parse(r#"{"auths": {"r.io": {"auth": "!!"}}}"#).unwrap();
         let err = config.source_for("r.io").unwrap_err().to_string();
         assert!(err.contains("r.io") && err.contains("base64"), "{err}");
-        let config =
-            DockerConfig::parse(r#"{"auths": {"r.io": {"auth": "bm9jb2xvbg=="}}}"#).unwrap();
+        let config = DockerConfig::parse(r#"{"auths": {"r.io": {"auth": "bm9jb2xvbg=="}}}"#).unwrap();
         assert!(config.source_for("r.io").is_err());
     }
 
     #[test]
     fn empty_config_means_anonymous() {
-        assert_eq!(
-            DockerConfig::parse("{}")
-                .unwrap()
-                .source_for("x.io")
-                .unwrap(),
-            Source::None
-        );
+        assert_eq!(DockerConfig::parse("{}").unwrap().source_for("x.io").unwrap(), Source::None);
     }
 }

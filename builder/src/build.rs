@@ -8,9 +8,7 @@ use crate::project::{Mode, Project};
 use crate::toolchain::Target;
 use crate::{provenance, push};
 use anyhow::{ensure, Context, Result};
-use fabricks_image::{
-    fabricks_listen, write_archive_file, ImageOptions, ListenSpec, Reference, WasmImage,
-};
+use fabricks_image::{fabricks_listen, write_archive_file, ImageOptions, ListenSpec, Reference, WasmImage};
 
 /// Image config label naming a reactor build.
 const MODE_LABEL: &str = "fabricks.io/mode";
@@ -27,9 +25,7 @@ pub fn build(args: BuildArgs) -> Result<()> {
     let options = image_options(&args, &compiled, listen)?;
     let output = match &args.output {
         Some(path) => path.clone(),
-        None => compiled
-            .build_dir
-            .join(format!("{}.tar", default_name(&compiled))),
+        None => compiled.build_dir.join(format!("{}.tar", default_name(&compiled))),
     };
 
     let step = Step::start(format!("Packing {}", options.reference));
@@ -41,12 +37,7 @@ pub fn build(args: BuildArgs) -> Result<()> {
 
     if let Some(target) = &args.push {
         let reference: Reference = target.parse().context("in --push")?;
-        let report = push::push(
-            &PushableImage::from_image(&image),
-            &reference,
-            &args.registry,
-            &args.index,
-        )?;
+        let report = push::push(&PushableImage::from_image(&image), &reference, &args.registry, &args.index)?;
         return push::print_report(&report, args.json);
     }
 
@@ -54,11 +45,7 @@ pub fn build(args: BuildArgs) -> Result<()> {
     println!("digest: {}", image.manifest_blob().digest());
     println!("file:   {}", output.display());
     if !options.listen.is_empty() {
-        println!(
-            "listen: {} ({})",
-            options.listen,
-            options.listen.exposed_ports().join(", ")
-        );
+        println!("listen: {} ({})", options.listen, options.listen.exposed_ports().join(", "));
     }
     Ok(())
 }
@@ -66,10 +53,7 @@ pub fn build(args: BuildArgs) -> Result<()> {
 /// `--listen`, else `listen` of the project's fabricks.toml, else none.
 fn listen_spec(args: &BuildArgs) -> Result<ListenSpec> {
     ensure!(
-        !args
-            .label
-            .iter()
-            .any(|(key, _)| key == fabricks_listen::LABEL),
+        !args.label.iter().any(|(key, _)| key == fabricks_listen::LABEL),
         "the label {} comes from the listen spec: give it as --listen SPEC (or `listen` in {}), \
          which also sets the image's ExposedPorts",
         fabricks_listen::LABEL,
@@ -105,11 +89,7 @@ fn default_reference(compiled: &Compiled) -> Result<Reference> {
     })
 }
 
-fn image_options(
-    args: &BuildArgs,
-    compiled: &Compiled,
-    listen: ListenSpec,
-) -> Result<ImageOptions> {
+fn image_options(args: &BuildArgs, compiled: &Compiled, listen: ListenSpec) -> Result<ImageOptions> {
     let reference = match (&args.tag, &args.push) {
         (Some(tag), _) => tag.parse().context("in -t/--tag")?,
         (None, Some(push)) => push.parse().context("in --push")?,
@@ -122,9 +102,7 @@ fn image_options(
         options.platform = fabricks_image::host_platform();
         // A native program binds its own ports; the SDK reads them from here.
         if !listen.is_empty() {
-            options
-                .env
-                .push((fabricks_listen::ENV_LISTEN.to_owned(), listen.to_string()));
+            options.env.push((fabricks_listen::ENV_LISTEN.to_owned(), listen.to_string()));
         }
     }
     options.labels = args.label.iter().cloned().collect();

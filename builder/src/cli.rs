@@ -43,10 +43,7 @@ pub struct RegistryArgs {
 
 impl RegistryArgs {
     pub fn auth_flags(&self) -> crate::auth::Flags {
-        crate::auth::Flags {
-            username: self.username.clone(),
-            password_stdin: self.password_stdin,
-        }
+        crate::auth::Flags { username: self.username.clone(), password_stdin: self.password_stdin }
     }
 }
 

@@ -46,39 +46,20 @@ pub fn compile(dir: &Path, target: Target) -> Result<Compiled> {
     };
     let step = Step::start(format!("Building {name} ({what})"));
     toolchain.build(&project, target, &module)?;
-    ensure!(
-        module.is_file(),
-        "the {} build finished but left no module at {}",
-        toolchain.language(),
-        module.display()
-    );
+    ensure!(module.is_file(), "the {} build finished but left no module at {}", toolchain.language(), module.display());
     step.done(format!("Built {}", module.display()));
-    Ok(Compiled {
-        name,
-        build_dir,
-        module,
-        target,
-    })
+    Ok(Compiled { name, build_dir, module, target })
 }
 
 fn project_dir(dir: &Path) -> Result<PathBuf> {
-    let absolute = dir
-        .canonicalize()
-        .with_context(|| format!("project directory {} not found", dir.display()))?;
-    ensure!(
-        absolute.is_dir(),
-        "{} is not a directory; give a project directory",
-        dir.display()
-    );
+    let absolute = dir.canonicalize().with_context(|| format!("project directory {} not found", dir.display()))?;
+    ensure!(absolute.is_dir(), "{} is not a directory; give a project directory", dir.display());
     Ok(absolute)
 }
 
 fn dir_name(dir: &Path) -> Result<String> {
     let name = dir.file_name().with_context(|| {
-        format!(
-            "{} has no name to call the module by; use a project directory below it",
-            dir.display()
-        )
+        format!("{} has no name to call the module by; use a project directory below it", dir.display())
     })?;
     Ok(name.to_string_lossy().into_owned())
 }
@@ -88,11 +69,7 @@ fn dir_name(dir: &Path) -> Result<String> {
 fn build_dir(dir: &Path) -> Result<PathBuf> {
     let build_dir = dir.join(BUILD_DIR);
     std::fs::create_dir_all(&build_dir).with_context(|| {
-        format!(
-            "creating the build directory {}; is {} writable?",
-            build_dir.display(),
-            dir.display()
-        )
+        format!("creating the build directory {}; is {} writable?", build_dir.display(), dir.display())
     })?;
     let ignore = build_dir.join(".gitignore");
     if !ignore.exists() {

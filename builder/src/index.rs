@@ -49,16 +49,10 @@ impl IndexArgs {
     /// The platforms asked for, checked: `none` gives none.
     pub fn platforms(&self) -> Result<Vec<Platform>> {
         if self.node_platforms.iter().any(|p| p == "none") {
-            ensure!(
-                self.node_platforms.len() == 1,
-                "--node-platform none cannot be combined with platforms"
-            );
+            ensure!(self.node_platforms.len() == 1, "--node-platform none cannot be combined with platforms");
             return Ok(Vec::new());
         }
-        self.node_platforms
-            .iter()
-            .map(|p| parse_platform(p))
-            .collect()
+        self.node_platforms.iter().map(|p| parse_platform(p)).collect()
     }
 }
 
@@ -70,25 +64,15 @@ fn parse_platform(text: &str) -> Result<Platform> {
         !os.is_empty() && !arch.is_empty() && !arch.contains('/'),
         "node platform {text:?} is not OS/ARCH, e.g. linux/amd64"
     );
-    Ok(PlatformBuilder::default()
-        .os(Os::from(os))
-        .architecture(Arch::from(arch))
-        .build()?)
+    Ok(PlatformBuilder::default().os(Os::from(os)).architecture(Arch::from(arch)).build()?)
 }
 
 /// The image's own manifest first, then one entry per node platform (none for
 /// an image that is already for a node platform, i.e. a native one).
 pub fn entries(image: &PushableImage, node_platforms: &[Platform]) -> Result<Vec<Entry>> {
-    let own = Entry {
-        descriptor: image.manifest_descriptor.clone(),
-        manifest: image.manifest.clone(),
-        extra_blob: None,
-    };
-    let is_wasm = own
-        .descriptor
-        .platform()
-        .as_ref()
-        .is_some_and(|p| *p.architecture() == Arch::Wasm);
+    let own =
+        Entry { descriptor: image.manifest_descriptor.clone(), manifest: image.manifest.clone(), extra_blob: None };
+    let is_wasm = own.descriptor.platform().as_ref().is_some_and(|p| *p.architecture() == Arch::Wasm);
     let mut entries = vec![own.clone()];
     if !is_wasm {
         return Ok(entries);
@@ -101,21 +85,15 @@ pub fn entries(image: &PushableImage, node_platforms: &[Platform]) -> Result<Vec
             false => own.clone(),
         };
         entry.descriptor.set_platform(Some(platform.clone()));
-        entry.descriptor.set_annotations(Some(HashMap::from([(
-            ANNOTATION_MODULE.to_owned(),
-            "wasi/wasm".to_owned(),
-        )])));
+        entry.descriptor.set_annotations(Some(HashMap::from([(ANNOTATION_MODULE.to_owned(), "wasi/wasm".to_owned())])));
         entries.push(entry);
     }
     Ok(entries)
 }
 
 fn has_diff_ids(config: &[u8]) -> Result<bool> {
-    let config: serde_json::Value =
-        serde_json::from_slice(config).context("parsing the image config")?;
-    Ok(config["rootfs"]["diff_ids"]
-        .as_array()
-        .is_some_and(|ids| !ids.is_empty()))
+    let config: serde_json::Value = serde_json::from_slice(config).context("parsing the image config")?;
+    Ok(config["rootfs"]["diff_ids"].as_array().is_some_and(|ids| !ids.is_empty()))
 }
 
 /// The image's manifest with a copy of its config that names `platform`.
@@ -125,8 +103,7 @@ fn node_manifest(
     config: &[u8],
     platform: &Platform,
 ) -> Result<Entry> {
-    let mut config: serde_json::Value =
-        serde_json::from_slice(config).context("parsing the image config")?;
+    let mut config: serde_json::Value = serde_json::from_slice(config).context("parsing the image config")?;
     config["os"] = platform.os().to_string().into();
     config["architecture"] = platform.architecture().to_string().into();
     // serde_json's maps are sorted: the same image gives the same bytes.
@@ -149,9 +126,7 @@ fn descriptor_for(media_type: MediaType, data: &[u8]) -> Descriptor {
     Descriptor::new(
         media_type,
         data.len() as u64,
-        digest
-            .parse::<fabricks_image::oci_spec::image::Digest>()
-            .expect("a sha256 digest parses"),
+        digest.parse::<fabricks_image::oci_spec::image::Digest>().expect("a sha256 digest parses"),
     )
 }
 
@@ -188,11 +163,7 @@ mod tests {
     }
 
     fn node_platforms() -> Vec<Platform> {
-        IndexArgs {
-            node_platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
-        }
-        .platforms()
-        .unwrap()
+        IndexArgs { node_platforms: vec!["linux/amd64".into(), "linux/arm64".into()] }.platforms().unwrap()
     }
 
     fn json(data: &[u8]) -> serde_json::Value {
@@ -212,24 +183,15 @@ mod tests {
             let manifest = json(&entry.manifest);
             assert_eq!(manifest["layers"], own["layers"], "the layer is shared");
             let (config_descriptor, config) = entry.extra_blob.clone().unwrap();
-            assert_eq!(
-                manifest["config"]["digest"],
-                config_descriptor.digest().to_string()
-            );
+            assert_eq!(manifest["config"]["digest"], config_descriptor.digest().to_string());
             let config = json(&config);
-            assert_eq!(
-                (config["os"].as_str(), config["architecture"].as_str()),
-                (Some("linux"), Some(arch))
-            );
+            assert_eq!((config["os"].as_str(), config["architecture"].as_str()), (Some("linux"), Some(arch)));
             assert_eq!(config["rootfs"], json(&image.blobs[0].1)["rootfs"]);
             assert_eq!(
                 entry.descriptor.digest().to_string(),
                 format!("sha256:{}", hex::encode(Sha256::digest(&entry.manifest)))
             );
-            assert_eq!(
-                entry.descriptor.annotations().clone().unwrap()[ANNOTATION_MODULE],
-                "wasi/wasm"
-            );
+            assert_eq!(entry.descriptor.annotations().clone().unwrap()[ANNOTATION_MODULE], "wasi/wasm");
         }
     }
 
@@ -239,35 +201,20 @@ mod tests {
         let entries = entries(&image, &node_platforms()).unwrap();
         assert_eq!(entries.len(), 3);
         for entry in &entries[1..] {
-            assert_eq!(
-                entry.descriptor.digest(),
-                image.manifest_descriptor.digest()
-            );
+            assert_eq!(entry.descriptor.digest(), image.manifest_descriptor.digest());
             assert!(entry.extra_blob.is_none());
         }
     }
 
     #[test]
     fn none_lists_wasi_wasm_only_and_bad_platforms_are_refused() {
-        let none = IndexArgs {
-            node_platforms: vec!["none".into()],
-        }
-        .platforms()
-        .unwrap();
+        let none = IndexArgs { node_platforms: vec!["none".into()] }.platforms().unwrap();
         assert_eq!(entries(&image(LayerKind::Tar), &none).unwrap().len(), 1);
         for bad in ["amd64", "linux/", "linux/amd64/v8/x"] {
-            let err = IndexArgs {
-                node_platforms: vec![bad.into()],
-            }
-            .platforms()
-            .unwrap_err();
+            let err = IndexArgs { node_platforms: vec![bad.into()] }.platforms().unwrap_err();
             assert!(err.to_string().contains("OS/ARCH"), "{bad}: {err}");
         }
-        let err = IndexArgs {
-            node_platforms: vec!["none".into(), "linux/amd64".into()],
-        }
-        .platforms()
-        .unwrap_err();
+        let err = IndexArgs { node_platforms: vec!["none".into(), "linux/amd64".into()] }.platforms().unwrap_err();
         assert!(err.to_string().contains("cannot be combined"), "{err}");
     }
 
@@ -278,20 +225,13 @@ mod tests {
         let a = index_bytes(&entries, &image.annotations).unwrap();
         assert_eq!(a, index_bytes(&entries, &image.annotations).unwrap());
         let index = json(&a);
-        assert_eq!(
-            index["mediaType"],
-            "application/vnd.oci.image.index.v1+json"
-        );
+        assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
         let platforms: Vec<String> = index["manifests"]
             .as_array()
             .unwrap()
             .iter()
             .map(|m| {
-                format!(
-                    "{}/{}",
-                    m["platform"]["os"].as_str().unwrap(),
-                    m["platform"]["architecture"].as_str().unwrap()
-                )
+                format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap())
             })
             .collect();
         assert_eq!(platforms, ["wasi/wasm", "linux/amd64", "linux/arm64"]);

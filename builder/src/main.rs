@@ -29,12 +29,8 @@ fn main() {
     init_logging();
     let cli = Cli::parse();
     let status = match cli.command {
-        Command::Build(args) => build::build(args)
-            .map(|()| 0)
-            .unwrap_or_else(|err| report(err, 1)),
-        Command::Push(args) => push::push_command(args)
-            .map(|()| 0)
-            .unwrap_or_else(|err| report(err, 1)),
+        Command::Build(args) => build::build(args).map(|()| 0).unwrap_or_else(|err| report(err, 1)),
+        Command::Push(args) => push::push_command(args).map(|()| 0).unwrap_or_else(|err| report(err, 1)),
         Command::Run(args) => run::run(args).unwrap_or_else(|err| report(err, RUN_FAILED)),
     };
     // process::exit skips destructors: flush what Rust still buffers.

@@ -2,9 +2,7 @@
 //! the blobs a registry push needs.
 
 use anyhow::{bail, ensure, Context, Result};
-use fabricks_image::oci_spec::image::{
-    Arch, Descriptor, ImageIndex, ImageManifest, Os, Platform, PlatformBuilder,
-};
+use fabricks_image::oci_spec::image::{Arch, Descriptor, ImageIndex, ImageManifest, Os, Platform, PlatformBuilder};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::Path;
@@ -27,13 +25,7 @@ impl PushableImage {
         PushableImage {
             manifest_descriptor: image.manifest_descriptor(),
             manifest: image.manifest_blob().data().to_vec(),
-            annotations: image
-                .manifest()
-                .annotations()
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
+            annotations: image.manifest().annotations().clone().unwrap_or_default().into_iter().collect(),
             blobs: [image.config_blob(), image.layer_blob()]
                 .into_iter()
                 .map(|b| (b.descriptor().clone(), b.data().to_vec()))
@@ -43,27 +35,16 @@ impl PushableImage {
 
     /// Reads an OCI image-layout tar (plain or gzip) holding one image.
     pub fn read_archive(path: &Path) -> Result<PushableImage> {
-        let file = std::fs::File::open(path)
-            .with_context(|| format!("opening the image archive {}", path.display()))?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening the image archive {}", path.display()))?;
         let mut reader = std::io::BufReader::new(file);
         let mut magic = [0u8; 2];
-        let gzip = reader
-            .read(&mut magic)
-            .map(|n| n == 2 && magic == [0x1f, 0x8b])
-            .unwrap_or(false);
+        let gzip = reader.read(&mut magic).map(|n| n == 2 && magic == [0x1f, 0x8b]).unwrap_or(false);
         let file = std::fs::File::open(path)?;
-        let entries = if gzip {
-            read_entries(flate2::read::GzDecoder::new(file))
-        } else {
-            read_entries(file)
-        }
-        .with_context(|| format!("reading the image archive {}", path.display()))?;
-        from_entries(&entries).with_context(|| {
-            format!(
-                "{} is not a single-image OCI image-layout archive",
-                path.display()
-            )
-        })
+        let entries = if gzip { read_entries(flate2::read::GzDecoder::new(file)) } else { read_entries(file) }
+            .with_context(|| format!("reading the image archive {}", path.display()))?;
+        from_entries(&entries)
+            .with_context(|| format!("{} is not a single-image OCI image-layout archive", path.display()))
     }
 }
 
@@ -75,11 +56,7 @@ fn read_entries<R: Read>(reader: R) -> Result<HashMap<String, Vec<u8>>> {
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let name = entry
-            .path()?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_owned();
+        let name = entry.path()?.to_string_lossy().trim_start_matches("./").to_owned();
         let mut data = Vec::new();
         entry.read_to_end(&mut data)?;
         files.insert(name, data);
@@ -91,17 +68,12 @@ fn from_entries(files: &HashMap<String, Vec<u8>>) -> Result<PushableImage> {
     let index = files.get("index.json").context("no index.json")?;
     let index: ImageIndex = serde_json::from_slice(index).context("parsing index.json")?;
     let [descriptor] = index.manifests().as_slice() else {
-        bail!(
-            "index.json lists {} manifests; push needs exactly one",
-            index.manifests().len()
-        );
+        bail!("index.json lists {} manifests; push needs exactly one", index.manifests().len());
     };
     let blob = |d: &Descriptor| -> Result<Vec<u8>> {
         let digest = d.digest();
         let path = format!("blobs/{}/{}", digest.algorithm(), digest.digest());
-        let data = files
-            .get(&path)
-            .with_context(|| format!("missing blob {path}"))?;
+        let data = files.get(&path).with_context(|| format!("missing blob {path}"))?;
         ensure!(
             data.len() as u64 == d.size(),
             "blob {path} has {} bytes, its descriptor says {}",
@@ -111,8 +83,7 @@ fn from_entries(files: &HashMap<String, Vec<u8>>) -> Result<PushableImage> {
         Ok(data.clone())
     };
     let manifest_bytes = blob(descriptor)?;
-    let manifest: ImageManifest =
-        serde_json::from_slice(&manifest_bytes).context("parsing the image manifest")?;
+    let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes).context("parsing the image manifest")?;
     let config = blob(manifest.config())?;
     let platform = platform_of(&config)?;
     let mut blobs = vec![(manifest.config().clone(), config)];
@@ -127,25 +98,16 @@ fn from_entries(files: &HashMap<String, Vec<u8>>) -> Result<PushableImage> {
     Ok(PushableImage {
         manifest_descriptor,
         manifest: manifest_bytes,
-        annotations: manifest
-            .annotations()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
+        annotations: manifest.annotations().clone().unwrap_or_default().into_iter().collect(),
         blobs,
     })
 }
 
 /// The platform an image's config names (`os`, `architecture`).
 fn platform_of(config: &[u8]) -> Result<Platform> {
-    let config: serde_json::Value =
-        serde_json::from_slice(config).context("parsing the image config")?;
+    let config: serde_json::Value = serde_json::from_slice(config).context("parsing the image config")?;
     let field = |name: &str| -> Result<String> {
-        Ok(config[name]
-            .as_str()
-            .with_context(|| format!("the image config has no {name}"))?
-            .to_owned())
+        Ok(config[name].as_str().with_context(|| format!("the image config has no {name}"))?.to_owned())
     };
     Ok(PlatformBuilder::default()
         .os(Os::from(field("os")?.as_str()))

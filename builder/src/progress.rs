@@ -26,19 +26,14 @@ impl Step {
             log::info!("{message}");
             None
         };
-        Step {
-            spinner,
-            started: Instant::now(),
-        }
+        Step { spinner, started: Instant::now() }
     }
 
     pub fn done(mut self, message: String) {
         let message = format!("{message} ({:.1}s)", self.started.elapsed().as_secs_f64());
         match self.spinner.take() {
             Some(spinner) => {
-                spinner.set_style(
-                    ProgressStyle::with_template("{msg}").expect("the done template is valid"),
-                );
+                spinner.set_style(ProgressStyle::with_template("{msg}").expect("the done template is valid"));
                 spinner.finish_with_message(format!("✓ {message}"));
             }
             None => log::info!("{message}"),

@@ -56,10 +56,7 @@ impl Project {
             Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
         };
         let file = parse(&text).with_context(|| format!("in {}", path.display()))?;
-        Ok(Project {
-            path: Some(path),
-            file,
-        })
+        Ok(Project { path: Some(path), file })
     }
 
     /// `--mode` if given, else the file's `mode`, else command.
@@ -74,8 +71,9 @@ impl Project {
             return ListenSpec::parse_all(flags).context("in --listen");
         }
         match (&self.file.listen, &self.path) {
-            (Some(spec), Some(path)) => ListenSpec::parse(spec)
-                .with_context(|| format!("in {}, key `listen`", path.display())),
+            (Some(spec), Some(path)) => {
+                ListenSpec::parse(spec).with_context(|| format!("in {}, key `listen`", path.display()))
+            }
             (Some(spec), None) => ListenSpec::parse(spec).context("in the key `listen`"),
             (None, _) => Ok(ListenSpec::default()),
         }
@@ -92,10 +90,7 @@ mod tests {
     use super::*;
 
     fn project(text: &str) -> Project {
-        Project {
-            path: Some(PathBuf::from("/p/fabricks.toml")),
-            file: parse(text).unwrap(),
-        }
+        Project { path: Some(PathBuf::from("/p/fabricks.toml")), file: parse(text).unwrap() }
     }
 
     fn no_flags() -> Vec<String> {
@@ -104,9 +99,7 @@ mod tests {
 
     #[test]
     fn reads_listen_from_the_file() {
-        let spec = project("listen = \"http=8080\"\n")
-            .listen_spec(&no_flags())
-            .unwrap();
+        let spec = project("listen = \"http=8080\"\n").listen_spec(&no_flags()).unwrap();
         assert_eq!(spec.to_string(), "http=8080");
         assert_eq!(spec.exposed_ports(), ["8080/tcp"]);
     }
@@ -124,29 +117,18 @@ mod tests {
         let flags = vec!["http=8080".to_owned(), "admin=8080".to_owned()];
         let err = format!("{:#}", Project::default().listen_spec(&flags).unwrap_err());
         assert!(err.starts_with("in --listen: "), "{err}");
-        assert!(
-            err.contains("\"http=8080\" and \"admin=8080\" both use port 8080"),
-            "{err}"
-        );
+        assert!(err.contains("\"http=8080\" and \"admin=8080\" both use port 8080"), "{err}");
     }
 
     #[test]
     fn no_file_and_no_flags_means_no_ports() {
-        assert!(Project::default()
-            .listen_spec(&no_flags())
-            .unwrap()
-            .is_empty());
+        assert!(Project::default().listen_spec(&no_flags()).unwrap().is_empty());
         assert!(project("").listen_spec(&no_flags()).unwrap().is_empty());
     }
 
     #[test]
     fn a_bad_spec_in_the_file_names_the_file_and_the_entry() {
-        let err = format!(
-            "{:#}",
-            project("listen = \"http=0\"")
-                .listen_spec(&no_flags())
-                .unwrap_err()
-        );
+        let err = format!("{:#}", project("listen = \"http=0\"").listen_spec(&no_flags()).unwrap_err());
         assert!(err.contains("/p/fabricks.toml, key `listen`"), "{err}");
         assert!(err.contains("\"http=0\""), "{err}");
         assert!(err.contains("out of range"), "{err}");
@@ -175,10 +157,7 @@ mod tests {
         assert!(Project::load(dir.path()).unwrap().path.is_none());
         std::fs::write(dir.path().join(FILE), "listen = \"http=8080,admin=9090\"\n").unwrap();
         let project = Project::load(dir.path()).unwrap();
-        assert_eq!(
-            project.path.as_deref(),
-            Some(dir.path().join(FILE).as_path())
-        );
+        assert_eq!(project.path.as_deref(), Some(dir.path().join(FILE).as_path()));
         assert_eq!(project.listen_spec(&no_flags()).unwrap().len(), 2);
 
         std::fs::write(dir.path().join(FILE), "listen = [").unwrap();

@@ -23,22 +23,12 @@ pub fn annotations(dir: &Path, created: u64) -> BTreeMap<String, String> {
 }
 
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .ok()?;
+    let output = Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
     let text = String::from_utf8(output.stdout).ok()?.trim().to_owned();
     match output.status.success() && !text.is_empty() {
         true => Some(text),
         false => {
-            log::debug!(
-                "git {} in {}: nothing ({})",
-                args.join(" "),
-                dir.display(),
-                output.status
-            );
+            log::debug!("git {} in {}: nothing ({})", args.join(" "), dir.display(), output.status);
             None
         }
     }
@@ -52,10 +42,7 @@ mod tests {
     fn outside_git_only_created() {
         let dir = tempfile::tempdir().unwrap();
         let got = annotations(dir.path(), 0);
-        assert_eq!(
-            got.get(CREATED).map(String::as_str),
-            Some("1970-01-01T00:00:00Z")
-        );
+        assert_eq!(got.get(CREATED).map(String::as_str), Some("1970-01-01T00:00:00Z"));
         assert!(!got.contains_key(REVISION));
     }
 }

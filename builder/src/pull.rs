@@ -10,14 +10,10 @@ use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-const INDEX_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
-const MANIFEST_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
+const INDEX_TYPES: [&str; 2] =
+    ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
+const MANIFEST_TYPES: [&str; 2] =
+    ["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"];
 
 /// A `fabricks run` target that names an image in a registry rather than a
 /// local path: it does not exist here and its first component is a registry
@@ -46,12 +42,8 @@ pub fn pull_module(reference: &Reference, args: &RegistryArgs, cache: &Path) -> 
     let registry = Registry::new(reference, args.insecure, credentials);
     let runtime = registry::runtime()?;
     let (module, entrypoint) = runtime.block_on(pull_async(&registry, reference))?;
-    std::fs::create_dir_all(cache)
-        .with_context(|| format!("creating the module cache {}", cache.display()))?;
-    let name = format!(
-        "{}.wasm",
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&module))
-    );
+    std::fs::create_dir_all(cache).with_context(|| format!("creating the module cache {}", cache.display()))?;
+    let name = format!("{}.wasm", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&module)));
     let path = cache.join(name);
     std::fs::write(&path, &module).with_context(|| format!("writing {}", path.display()))?;
     Ok(Pulled { path, entrypoint })
@@ -66,28 +58,18 @@ async fn pull_async(registry: &Registry, reference: &Reference) -> Result<(Vec<u
         .pull_manifest_raw(&target, &registry.auth, &all)
         .await
         .map_err(|e| registry.explain(e, &what))?;
-    let mut document: Value = serde_json::from_slice(&bytes).with_context(|| {
-        format!(
-            "{what}: the registry {} sent a manifest that is not JSON",
-            registry.name
-        )
-    })?;
+    let mut document: Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{what}: the registry {} sent a manifest that is not JSON", registry.name))?;
 
     if is_index(&document) {
-        let digest = wasm_entry(&document).map_err(|platforms| {
-            anyhow::anyhow!("{reference} is not a wasm image (platform {platforms})")
-        })?;
+        let digest = wasm_entry(&document)
+            .map_err(|platforms| anyhow::anyhow!("{reference} is not a wasm image (platform {platforms})"))?;
         let (bytes, _) = registry
             .client
-            .pull_manifest_raw(
-                &by_digest(reference, &digest),
-                &registry.auth,
-                &MANIFEST_TYPES,
-            )
+            .pull_manifest_raw(&by_digest(reference, &digest), &registry.auth, &MANIFEST_TYPES)
             .await
             .map_err(|e| registry.explain(e, &format!("{what}: manifest {digest}")))?;
-        document = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{what}: manifest {digest} is not JSON"))?;
+        document = serde_json::from_slice(&bytes).with_context(|| format!("{what}: manifest {digest} is not JSON"))?;
     }
 
     let config_digest = document["config"]["digest"]
@@ -95,33 +77,19 @@ async fn pull_async(registry: &Registry, reference: &Reference) -> Result<(Vec<u
         .with_context(|| format!("{what}: the manifest has no config"))?
         .to_owned();
     let config = blob(registry, reference, &config_digest).await?;
-    let config: Value = serde_json::from_slice(&config)
-        .with_context(|| format!("{what}: the config {config_digest} is not JSON"))?;
-    let platform = format!(
-        "{}/{}",
-        config["os"].as_str().unwrap_or("?"),
-        config["architecture"].as_str().unwrap_or("?")
-    );
-    ensure!(
-        platform == "wasi/wasm",
-        "{reference} is not a wasm image (platform {platform})"
-    );
-    let entrypoint = config["config"]["Entrypoint"][0]
-        .as_str()
-        .unwrap_or("/module.wasm")
-        .to_owned();
+    let config: Value =
+        serde_json::from_slice(&config).with_context(|| format!("{what}: the config {config_digest} is not JSON"))?;
+    let platform =
+        format!("{}/{}", config["os"].as_str().unwrap_or("?"), config["architecture"].as_str().unwrap_or("?"));
+    ensure!(platform == "wasi/wasm", "{reference} is not a wasm image (platform {platform})");
+    let entrypoint = config["config"]["Entrypoint"][0].as_str().unwrap_or("/module.wasm").to_owned();
 
     let layers = document["layers"].as_array().cloned().unwrap_or_default();
     let [layer] = layers.as_slice() else {
-        bail!(
-            "{reference} has {} layers; a fabricks image has one",
-            layers.len()
-        );
+        bail!("{reference} has {} layers; a fabricks image has one", layers.len());
     };
     let media_type = layer["mediaType"].as_str().unwrap_or_default();
-    let digest = layer["digest"]
-        .as_str()
-        .context("the layer has no digest")?;
+    let digest = layer["digest"].as_str().context("the layer has no digest")?;
     let data = blob(registry, reference, digest).await?;
     let module = match media_type {
         fabricks_image::WASM_LAYER_MEDIA_TYPE => data,
@@ -131,14 +99,8 @@ async fn pull_async(registry: &Registry, reference: &Reference) -> Result<(Vec<u
         t if t.ends_with(".tar") || t.ends_with("tar") => from_tar(data.as_slice(), &entrypoint)?,
         other => bail!("{reference}: its layer has the media type {other:?}, neither application/wasm nor a tar"),
     };
-    ensure!(
-        module.starts_with(b"\0asm"),
-        "{reference}: {entrypoint} in the image is not a WebAssembly module"
-    );
-    log::info!(
-        "Pulled {reference} ({} bytes of module at {entrypoint})",
-        module.len()
-    );
+    ensure!(module.starts_with(b"\0asm"), "{reference}: {entrypoint} in the image is not a WebAssembly module");
+    log::info!("Pulled {reference} ({} bytes of module at {entrypoint})", module.len());
     Ok((module, entrypoint))
 }
 
@@ -161,11 +123,7 @@ fn wasm_entry(index: &Value) -> std::result::Result<String, String> {
         }
         platforms.push(format!("{os}/{arch}"));
     }
-    Err(if platforms.is_empty() {
-        "none".into()
-    } else {
-        platforms.join(", ")
-    })
+    Err(if platforms.is_empty() { "none".into() } else { platforms.join(", ") })
 }
 
 async fn blob(registry: &Registry, reference: &Reference, digest: &str) -> Result<Vec<u8>> {
@@ -183,11 +141,7 @@ fn from_tar<R: Read>(reader: R, entrypoint: &str) -> Result<Vec<u8>> {
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().context("reading the image layer")? {
         let mut entry = entry.context("reading the image layer")?;
-        let path = entry
-            .path()?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_owned();
+        let path = entry.path()?.to_string_lossy().trim_start_matches("./").to_owned();
         if path == want {
             let mut data = Vec::new();
             entry.read_to_end(&mut data)?;
@@ -207,10 +161,7 @@ mod tests {
         assert_eq!(r.registry(), "127.0.0.1:5000");
         assert_eq!(r.repository(), "examples/go-hello");
         assert_eq!(r.tag(), "dev");
-        assert_eq!(
-            remote_reference(Path::new("localhost/app")).unwrap().tag(),
-            "latest"
-        );
+        assert_eq!(remote_reference(Path::new("localhost/app")).unwrap().tag(), "latest");
         assert!(remote_reference(Path::new("ghcr.io/org/app:1")).is_some());
         assert!(remote_reference(Path::new("examples/go-hello")).is_none());
         assert!(remote_reference(Path::new("build/app.wasm")).is_none());

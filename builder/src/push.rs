@@ -33,10 +33,8 @@ pub struct PushReport {
 }
 
 pub fn push_command(args: PushArgs) -> Result<()> {
-    let reference: Reference = args
-        .reference
-        .parse()
-        .with_context(|| format!("the push target {:?}", args.reference))?;
+    let reference: Reference =
+        args.reference.parse().with_context(|| format!("the push target {:?}", args.reference))?;
     let image = PushableImage::read_archive(&args.image)?;
     let report = push(&image, &reference, &args.registry, &args.index)?;
     print_report(&report, args.json)
@@ -121,10 +119,7 @@ async fn push_async(
         .push_manifest_raw(
             &target,
             index,
-            MediaType::ImageIndex
-                .to_string()
-                .parse()
-                .expect("a media type is a header value"),
+            MediaType::ImageIndex.to_string().parse().expect("a media type is a header value"),
         )
         .await
         .map_err(|e| registry.explain(e, &format!("{what}: tagging index {digest}")))?;
@@ -151,10 +146,7 @@ async fn push_manifest(
         .push_manifest_raw(
             &by_digest(reference, digest),
             manifest.to_vec(),
-            MediaType::ImageManifest
-                .to_string()
-                .parse()
-                .expect("a media type is a header value"),
+            MediaType::ImageManifest.to_string().parse().expect("a media type is a header value"),
         )
         .await
 }
@@ -166,19 +158,13 @@ async fn upload(
     data: &[u8],
 ) -> oci_client::errors::Result<String> {
     let bar = progress_bar(digest, data.len() as u64);
-    let chunks: Vec<bytes::Bytes> = data
-        .chunks(CHUNK)
-        .map(bytes::Bytes::copy_from_slice)
-        .collect();
+    let chunks: Vec<bytes::Bytes> = data.chunks(CHUNK).map(bytes::Bytes::copy_from_slice).collect();
     let counter = bar.clone();
     let stream = stream::iter(chunks.into_iter().map(move |chunk| {
         counter.inc(chunk.len() as u64);
         Ok(chunk)
     }));
-    let result = registry
-        .client
-        .push_blob_stream(target, stream, digest, Some(data.len() as u64))
-        .await;
+    let result = registry.client.push_blob_stream(target, stream, digest, Some(data.len() as u64)).await;
     bar.finish_and_clear();
     result
 }
@@ -187,8 +173,7 @@ fn progress_bar(digest: &str, len: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() || !log::log_enabled!(log::Level::Info) {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(len)
-        .with_message(format!("uploading {}", &digest[..digest.len().min(19)]));
+    let bar = ProgressBar::new(len).with_message(format!("uploading {}", &digest[..digest.len().min(19)]));
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:30.cyan}] {bytes}/{total_bytes} {bytes_per_sec}")
             .expect("the bar template is valid")

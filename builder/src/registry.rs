@@ -40,20 +40,13 @@ impl Registry {
         let name = reference.registry().to_owned();
         let plain = plain_http(&name, insecure);
         let config = ClientConfig {
-            protocol: if plain {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
+            protocol: if plain { ClientProtocol::Http } else { ClientProtocol::Https },
             platform_resolver: None,
             connect_timeout: Some(std::time::Duration::from_secs(10)),
             ..ClientConfig::default()
         };
         let sent = credentials.describe();
-        log::debug!(
-            "registry {name}: {} with {sent}",
-            if plain { "http" } else { "https" }
-        );
+        log::debug!("registry {name}: {} with {sent}", if plain { "http" } else { "https" });
         Registry {
             sent,
             client: Client::new(config),
@@ -105,58 +98,43 @@ pub fn classify(err: &OciDistributionError) -> Failure {
         _ => Failure::Other,
     };
     match err {
-        OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
-            Failure::Unreachable
+        OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => Failure::Unreachable,
+        OciDistributionError::RequestError(e) => e.status().map_or(Failure::Other, |s| status(s.as_u16())),
+        OciDistributionError::AuthenticationFailure(_) | OciDistributionError::UnauthorizedError { .. } => {
+            Failure::Unauthorized
         }
-        OciDistributionError::RequestError(e) => {
-            e.status().map_or(Failure::Other, |s| status(s.as_u16()))
-        }
-        OciDistributionError::AuthenticationFailure(_)
-        | OciDistributionError::UnauthorizedError { .. } => Failure::Unauthorized,
         OciDistributionError::ServerError { code, .. } => status(*code),
         OciDistributionError::ImageManifestNotFoundError(_) => Failure::NotFound,
-        OciDistributionError::RegistryError { envelope, .. } => {
-            match envelope.errors.first().map(|e| &e.code) {
-                Some(OciErrorCode::Unauthorized) => Failure::Unauthorized,
-                Some(OciErrorCode::Denied) => Failure::Denied,
-                Some(
-                    OciErrorCode::ManifestUnknown
-                    | OciErrorCode::NameUnknown
-                    | OciErrorCode::BlobUnknown
-                    | OciErrorCode::NotFound,
-                ) => Failure::NotFound,
-                _ => Failure::Other,
-            }
-        }
+        OciDistributionError::RegistryError { envelope, .. } => match envelope.errors.first().map(|e| &e.code) {
+            Some(OciErrorCode::Unauthorized) => Failure::Unauthorized,
+            Some(OciErrorCode::Denied) => Failure::Denied,
+            Some(
+                OciErrorCode::ManifestUnknown
+                | OciErrorCode::NameUnknown
+                | OciErrorCode::BlobUnknown
+                | OciErrorCode::NotFound,
+            ) => Failure::NotFound,
+            _ => Failure::Other,
+        },
         _ => Failure::Other,
     }
 }
 
-fn explain(
-    registry: &str,
-    scheme: &str,
-    sent: &str,
-    err: OciDistributionError,
-    what: &str,
-) -> anyhow::Error {
+fn explain(registry: &str, scheme: &str, sent: &str, err: OciDistributionError, what: &str) -> anyhow::Error {
     let cause = root_cause(&err);
     match classify(&err) {
         Failure::Unreachable => anyhow!(
             "{what}: cannot reach the registry {registry} over {scheme}: {cause}{}",
-            if scheme == "https" {
-                " (a plain-HTTP registry needs --insecure)"
-            } else {
-                ""
-            }
+            if scheme == "https" { " (a plain-HTTP registry needs --insecure)" } else { "" }
         ),
         Failure::Unauthorized => anyhow!(
             "{what}: the registry {registry} answered 401 unauthorized to {sent}: the credentials \
              are missing or wrong (give --username with --password-stdin, set \
              FABRICKS_REGISTRY_USERNAME/FABRICKS_REGISTRY_PASSWORD, or `docker login {registry}`)"
         ),
-        Failure::Denied => anyhow!(
-            "{what}: the registry {registry} answered 403 denied: these credentials may not do this"
-        ),
+        Failure::Denied => {
+            anyhow!("{what}: the registry {registry} answered 403 denied: these credentials may not do this")
+        }
         Failure::NotFound => anyhow!("{what}: not found in the registry {registry} (404): {cause}"),
         Failure::Other => anyhow!("{what}: the registry {registry} failed: {cause}"),
     }
@@ -192,23 +170,10 @@ mod tests {
 
     #[test]
     fn loopback_registries_default_to_plain_http() {
-        for name in [
-            "localhost",
-            "localhost:5000",
-            "127.0.0.1",
-            "127.0.0.1:5000",
-            "[::1]:5000",
-            "[::1]",
-        ] {
+        for name in ["localhost", "localhost:5000", "127.0.0.1", "127.0.0.1:5000", "[::1]:5000", "[::1]"] {
             assert!(plain_http(name, false), "{name}");
         }
-        for name in [
-            "docker.io",
-            "ghcr.io",
-            "registry.example.com:5000",
-            "10.0.0.1:5000",
-            "localhost.example.com",
-        ] {
+        for name in ["docker.io", "ghcr.io", "registry.example.com:5000", "10.0.0.1:5000", "localhost.example.com"] {
             assert!(!plain_http(name, false), "{name}");
             assert!(plain_http(name, true), "{name} with --insecure");
         }
@@ -236,11 +201,7 @@ mod tests {
     #[test]
     fn a_refused_connection_is_unreachable_and_names_the_registry() {
         // A port that was just free: nothing listens on it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let reference: Reference = format!("127.0.0.1:{port}/a/b:c").parse().unwrap();
         let registry = Registry::new(&reference, false, Credentials::Anonymous);
         let err = runtime()
@@ -253,12 +214,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(classify(&err), Failure::Unreachable);
         let text = registry.explain(err, "pulling x").to_string();
-        assert!(
-            text.contains(&format!(
-                "cannot reach the registry 127.0.0.1:{port} over http"
-            )),
-            "{text}"
-        );
+        assert!(text.contains(&format!("cannot reach the registry 127.0.0.1:{port} over http")), "{text}");
         assert!(text.to_lowercase().contains("refused"), "{text}");
     }
 }

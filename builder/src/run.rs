@@ -4,8 +4,8 @@ use crate::cli::RunArgs;
 use crate::compile;
 use crate::progress::Step;
 use crate::project::{Mode, Project};
-use crate::toolchain::Target;
 use crate::signals;
+use crate::toolchain::Target;
 use anyhow::{bail, ensure, Context, Result};
 use fabricks_engine::{Command, Compiler, Engine, EngineOptions, ModuleKind, Preopen, Socket, Stdio, Stopper};
 use fabricks_image::ListenSpec;
@@ -23,10 +23,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         }
         None => module_for(&args.target, args.mode)?,
     };
-    let engine = Engine::new(EngineOptions {
-        cache_dir: cache_dir()?,
-        compiler: Compiler::InProcess,
-    })?;
+    let engine = Engine::new(EngineOptions { cache_dir: cache_dir()?, compiler: Compiler::InProcess })?;
     let module = load(&engine, &path)?;
 
     let mut argv = vec![program];
@@ -35,11 +32,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         args: argv,
         env: environment(&args.env)?,
         cwd: args.cwd,
-        dirs: args
-            .dir
-            .iter()
-            .map(|spec| preopen(spec))
-            .collect::<Result<_>>()?,
+        dirs: args.dir.iter().map(|spec| preopen(spec)).collect::<Result<_>>()?,
         sockets: bind(&listen)?,
         stdin: Stdio::Inherit,
         stdout: Stdio::Inherit,
@@ -58,7 +51,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
 /// A reactor module: this process serves HTTP on the listeners with a pool of instances,
 /// exactly as the shim does (fabricks-http). Settings come from the environment
 /// (`FABRICKS_INSTANCES`, …); the pool defaults to one instance per CPU.
-fn serve_reactor(engine: &Engine, module: &fabricks_engine::Module, mut command: Command, stopper: &Stopper) -> Result<i32> {
+fn serve_reactor(
+    engine: &Engine,
+    module: &fabricks_engine::Module,
+    mut command: Command,
+    stopper: &Stopper,
+) -> Result<i32> {
     let program = command.args[0].clone();
     let sockets = std::mem::take(&mut command.sockets);
     ensure!(
@@ -79,7 +77,14 @@ fn serve_reactor(engine: &Engine, module: &fabricks_engine::Module, mut command:
             ..Command::default()
         })
     };
-    let reactor = fabricks_engine::Reactor::new(engine, module, &program, std::sync::Arc::new(factory), stopper, settings.instance_memory)?;
+    let reactor = fabricks_engine::Reactor::new(
+        engine,
+        module,
+        &program,
+        std::sync::Arc::new(factory),
+        stopper,
+        settings.instance_memory,
+    )?;
     let pool = std::sync::Arc::new(fabricks_http::Pool::new(reactor, &settings)?);
     log::info!("Serving {program} with {} instances", settings.instances);
     let listeners = sockets.into_iter().map(|s| s.listener).collect();
@@ -93,9 +98,7 @@ fn listen_spec(args: &RunArgs) -> Result<ListenSpec> {
         false => Project::default(),
     };
     let spec = project.listen_spec(&args.listen)?;
-    args.publish
-        .iter()
-        .try_fold(spec, |spec, p| publish(spec, p))
+    args.publish.iter().try_fold(spec, |spec, p| publish(spec, p))
 }
 
 /// Moves the endpoint serving PORT to `[IP:]HOST_PORT`, keeping its name.
@@ -103,32 +106,23 @@ fn publish(spec: ListenSpec, mapping: &str) -> Result<ListenSpec> {
     let (host, port) = mapping
         .rsplit_once(':')
         .with_context(|| format!("-p {mapping}: expected [IP:]HOST_PORT:PORT, e.g. 8080:8080"))?;
-    let port: u16 = port
-        .parse()
-        .with_context(|| format!("-p {mapping}: {port:?} is not a port"))?;
-    let target =
-        spec.endpoints()
-            .iter()
-            .find(|e| e.port() == port)
-            .with_context(|| {
-                let names: Vec<String> = spec.endpoints().iter().map(ToString::to_string).collect();
-                format!(
+    let port: u16 = port.parse().with_context(|| format!("-p {mapping}: {port:?} is not a port"))?;
+    let target = spec.endpoints().iter().find(|e| e.port() == port).with_context(|| {
+        let names: Vec<String> = spec.endpoints().iter().map(ToString::to_string).collect();
+        format!(
             "-p {mapping}: the module has no listener on port {port} (its listen spec: {}); \
              give one with --listen or in fabricks.toml",
             if names.is_empty() { "none".to_string() } else { names.join(",") }
         )
-            })?;
+    })?;
     let host_addr = match host.rsplit_once(':') {
         Some((ip, host_port)) => format!("{ip}:{host_port}"),
         None => format!("{}:{host}", bracketed(target.addr.ip())),
     };
-    let entries = spec
-        .endpoints()
-        .iter()
-        .map(|e| match e.name == target.name {
-            true => format!("{}={host_addr}", e.name),
-            false => format!("{}={}", e.name, e.addr),
-        });
+    let entries = spec.endpoints().iter().map(|e| match e.name == target.name {
+        true => format!("{}={host_addr}", e.name),
+        false => format!("{}={}", e.name, e.addr),
+    });
     ListenSpec::parse_all(entries).with_context(|| format!("-p {mapping}"))
 }
 
@@ -148,10 +142,7 @@ fn bind(listen: &ListenSpec) -> Result<Vec<Socket>> {
             let listener = std::net::TcpListener::bind(endpoint.addr)
                 .with_context(|| format!("binding {endpoint} ({})", endpoint.addr))?;
             log::info!("Listening on {} as {:?}", endpoint.addr, endpoint.name);
-            Ok(Socket {
-                name: endpoint.name.clone(),
-                listener,
-            })
+            Ok(Socket { name: endpoint.name.clone(), listener })
         })
         .collect()
 }
@@ -196,15 +187,13 @@ fn pulled_dir() -> Result<PathBuf> {
 
 /// `$XDG_CACHE_HOME/fabricks/modules`, else `~/.cache/fabricks/modules`.
 fn cache_dir() -> Result<PathBuf> {
-    let absolute = |var: &str| {
-        std::env::var_os(var)
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-    };
+    let absolute = |var: &str| std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute());
     let base = match (absolute("XDG_CACHE_HOME"), absolute("HOME")) {
         (Some(cache), _) => cache,
         (None, Some(home)) => home.join(".cache"),
-        (None, None) => bail!("neither XDG_CACHE_HOME nor HOME is set to an absolute path; set one so compiled modules can be cached"),
+        (None, None) => bail!(
+            "neither XDG_CACHE_HOME nor HOME is set to an absolute path; set one so compiled modules can be cached"
+        ),
     };
     Ok(base.join("fabricks").join("modules"))
 }
@@ -218,10 +207,7 @@ fn environment(specs: &[String]) -> Result<Vec<(String, String)>> {
             Some((key, value)) => (key, Some(value.to_owned())),
             None => (spec.as_str(), std::env::var(spec).ok()),
         };
-        ensure!(
-            !key.is_empty(),
-            "--env {spec:?} has no variable name; use KEY=VALUE"
-        );
+        ensure!(!key.is_empty(), "--env {spec:?} has no variable name; use KEY=VALUE");
         match value {
             Some(value) => env.push((key.to_owned(), value)),
             None => log::warn!("--env {key}: not set here, so not passed to the module"),
@@ -237,19 +223,11 @@ fn preopen(spec: &str) -> Result<Preopen> {
         Some((host, guest)) => (host, Some(guest)),
         None => (spec, None),
     };
-    let host = Path::new(host)
-        .canonicalize()
-        .with_context(|| format!("--dir {spec}: host directory {host} not found"))?;
-    ensure!(
-        host.is_dir(),
-        "--dir {spec}: {} is not a directory",
-        host.display()
-    );
+    let host =
+        Path::new(host).canonicalize().with_context(|| format!("--dir {spec}: host directory {host} not found"))?;
+    ensure!(host.is_dir(), "--dir {spec}: {} is not a directory", host.display());
     let guest = guest.map_or_else(|| host.display().to_string(), str::to_owned);
-    ensure!(
-        guest.starts_with('/'),
-        "--dir {spec}: the guest path {guest:?} must be absolute, like /data"
-    );
+    ensure!(guest.starts_with('/'), "--dir {spec}: the guest path {guest:?} must be absolute, like /data");
     Ok(Preopen { host, guest })
 }
 
@@ -267,10 +245,7 @@ mod tests {
         let sockets = bind(&listen).unwrap();
         assert_eq!(sockets.len(), 1);
         assert_eq!(sockets[0].name, "a");
-        assert_eq!(
-            sockets[0].listener.local_addr().unwrap(),
-            listen.endpoints()[0].addr
-        );
+        assert_eq!(sockets[0].listener.local_addr().unwrap(), listen.endpoints()[0].addr);
         // The same port again is taken: the error names the entry.
         let err = format!("{:#}", bind(&listen).unwrap_err());
         assert!(err.contains(&listen.endpoints()[0].to_string()), "{err}");
@@ -282,10 +257,7 @@ mod tests {
         let host = dir.path().canonicalize().unwrap();
         let spec = dir.path().display().to_string();
         let open = preopen(&spec).unwrap();
-        assert_eq!(
-            (open.host.clone(), open.guest),
-            (host.clone(), host.display().to_string())
-        );
+        assert_eq!((open.host.clone(), open.guest), (host.clone(), host.display().to_string()));
         let open = preopen(&format!("{spec}:/data")).unwrap();
         assert_eq!((open.host, open.guest.as_str()), (host, "/data"));
         assert!(preopen(&format!("{spec}:data")).is_err());
@@ -294,12 +266,7 @@ mod tests {
 
     #[test]
     fn environment_takes_pairs_and_passes_through_set_names() {
-        let env = environment(&[
-            "A=1=2".into(),
-            "PATH".into(),
-            "FABRICKS_SURELY_UNSET_VAR".into(),
-        ])
-        .unwrap();
+        let env = environment(&["A=1=2".into(), "PATH".into(), "FABRICKS_SURELY_UNSET_VAR".into()]).unwrap();
         assert_eq!(env[0], ("A".into(), "1=2".into()));
         assert_eq!(env[1].0, "PATH");
         assert_eq!(env.len(), 2);
@@ -310,19 +277,10 @@ mod tests {
     fn publish_moves_the_endpoint_of_a_port_and_keeps_its_name() {
         let spec: ListenSpec = "http=8080,admin=127.0.0.1:9090".parse().unwrap();
         let moved = publish(spec.clone(), "18080:8080").unwrap();
-        assert_eq!(
-            moved.get("http").unwrap().addr,
-            "0.0.0.0:18080".parse().unwrap()
-        );
-        assert_eq!(
-            moved.get("admin").unwrap().addr,
-            "127.0.0.1:9090".parse().unwrap()
-        );
+        assert_eq!(moved.get("http").unwrap().addr, "0.0.0.0:18080".parse().unwrap());
+        assert_eq!(moved.get("admin").unwrap().addr, "127.0.0.1:9090".parse().unwrap());
         let moved = publish(spec.clone(), "127.0.0.1:18081:9090").unwrap();
-        assert_eq!(
-            moved.get("admin").unwrap().addr,
-            "127.0.0.1:18081".parse().unwrap()
-        );
+        assert_eq!(moved.get("admin").unwrap().addr, "127.0.0.1:18081".parse().unwrap());
         let err = format!("{:#}", publish(spec.clone(), "1:7777").unwrap_err());
         assert!(err.contains("no listener on port 7777"), "{err}");
         let err = format!("{:#}", publish(spec, "8080").unwrap_err());

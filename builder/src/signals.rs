@@ -9,8 +9,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 pub fn forward_to(stopper: &Stopper) -> Result<()> {
-    let mut signals =
-        Signals::new([SIGINT, SIGTERM]).context("installing the SIGINT/SIGTERM handlers")?;
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing the SIGINT/SIGTERM handlers")?;
     let stopper = stopper.clone();
     std::thread::Builder::new()
         .name("signals".into())

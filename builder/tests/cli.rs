@@ -8,24 +8,16 @@ use std::process::{Command, Output};
 
 fn fabricks() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_fabricks"));
-    command
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("RUST_LOG");
+    command.env_remove("SOURCE_DATE_EPOCH").env_remove("RUST_LOG");
     command
 }
 
 fn go_hello() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/go-hello")
-        .canonicalize()
-        .unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/go-hello").canonicalize().unwrap()
 }
 
 fn go_http() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/go-http")
-        .canonicalize()
-        .unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/go-http").canonicalize().unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -34,11 +26,7 @@ fn text(bytes: &[u8]) -> String {
 
 fn succeed(command: &mut Command) -> Output {
     let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\n{}",
-        text(&output.stderr)
-    );
+    assert!(output.status.success(), "{command:?} failed:\n{}", text(&output.stderr));
     output
 }
 
@@ -65,13 +53,7 @@ fn blob<'a>(files: &'a HashMap<String, Vec<u8>>, digest: &Value) -> &'a [u8] {
 fn builds_go_hello_into_a_wasi_image() {
     let out = tempfile::tempdir().unwrap();
     let archive = out.path().join("go-hello.tar");
-    let output = succeed(
-        fabricks()
-            .arg("build")
-            .arg(go_hello())
-            .arg("-o")
-            .arg(&archive),
-    );
+    let output = succeed(fabricks().arg("build").arg(go_hello()).arg("-o").arg(&archive));
     let stdout = text(&output.stdout);
     assert!(stdout.contains("localhost/go-hello:latest"), "{stdout}");
 
@@ -80,57 +62,30 @@ fn builds_go_hello_into_a_wasi_image() {
     let descriptor = &index["manifests"][0];
     assert_eq!(descriptor["platform"]["os"], "wasi");
     assert_eq!(descriptor["platform"]["architecture"], "wasm");
-    assert_eq!(
-        descriptor["annotations"]["io.containerd.image.name"],
-        "localhost/go-hello:latest"
-    );
-    assert!(
-        stdout.contains(descriptor["digest"].as_str().unwrap()),
-        "digest not printed: {stdout}"
-    );
+    assert_eq!(descriptor["annotations"]["io.containerd.image.name"], "localhost/go-hello:latest");
+    assert!(stdout.contains(descriptor["digest"].as_str().unwrap()), "digest not printed: {stdout}");
 
     let manifest: Value = serde_json::from_slice(blob(&files, &descriptor["digest"])).unwrap();
-    let config: Value =
-        serde_json::from_slice(blob(&files, &manifest["config"]["digest"])).unwrap();
+    let config: Value = serde_json::from_slice(blob(&files, &manifest["config"]["digest"])).unwrap();
     assert_eq!(config["os"], "wasi");
     assert_eq!(config["architecture"], "wasm");
-    assert_eq!(
-        config["config"]["Entrypoint"],
-        serde_json::json!(["/go-hello.wasm"])
-    );
+    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/go-hello.wasm"]));
 
     let layer = &manifest["layers"][0];
-    assert_eq!(
-        layer["mediaType"],
-        "application/vnd.oci.image.layer.v1.tar+gzip"
-    );
+    assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
     let mut layer_tar = Vec::new();
-    flate2::read::GzDecoder::new(blob(&files, &layer["digest"]))
-        .read_to_end(&mut layer_tar)
-        .unwrap();
+    flate2::read::GzDecoder::new(blob(&files, &layer["digest"])).read_to_end(&mut layer_tar).unwrap();
     let mut entries = tar::Archive::new(layer_tar.as_slice());
     let mut entry = entries.entries().unwrap().next().unwrap().unwrap();
     assert_eq!(entry.path().unwrap().to_str(), Some("go-hello.wasm"));
     let mut module = Vec::new();
     entry.read_to_end(&mut module).unwrap();
-    assert!(
-        module.starts_with(b"\0asm"),
-        "layer does not hold a wasm module"
-    );
+    assert!(module.starts_with(b"\0asm"), "layer does not hold a wasm module");
 
     // Go with -trimpath and fixed timestamps: a rebuild is byte-identical.
     let again = out.path().join("again.tar");
-    succeed(
-        fabricks()
-            .arg("build")
-            .arg(go_hello())
-            .arg("-o")
-            .arg(&again),
-    );
-    assert_eq!(
-        std::fs::read(&archive).unwrap(),
-        std::fs::read(&again).unwrap()
-    );
+    succeed(fabricks().arg("build").arg(go_hello()).arg("-o").arg(&again));
+    assert_eq!(std::fs::read(&archive).unwrap(), std::fs::read(&again).unwrap());
 
     runs_the_built_module(&go_hello().join(".fabricks/go-hello.wasm"));
 }
@@ -147,12 +102,7 @@ fn runs_the_built_module(module: &Path) {
         .output()
         .unwrap();
     let stdout = text(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(3),
-        "stderr:\n{}",
-        text(&output.stderr)
-    );
+    assert_eq!(output.status.code(), Some(3), "stderr:\n{}", text(&output.stderr));
     assert!(stdout.contains("Hello from Fabricks!"), "{stdout}");
     assert!(stdout.contains("runtime: wasip1/wasm"), "{stdout}");
     assert!(stdout.contains(r#"args: ["a" "b"]"#), "{stdout}");
@@ -162,18 +112,10 @@ fn runs_the_built_module(module: &Path) {
 #[test]
 fn a_dotnet_project_is_recognised_but_not_built_yet() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("Hello.csproj"),
-        "<Project Sdk=\"Microsoft.NET.Sdk\" />\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("Hello.csproj"), "<Project Sdk=\"Microsoft.NET.Sdk\" />\n").unwrap();
     let output = fabricks().arg("build").arg(dir.path()).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        text(&output.stderr).contains(".NET support lands in a later release"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert!(text(&output.stderr).contains(".NET support lands in a later release"), "{}", text(&output.stderr));
 }
 
 #[test]
@@ -182,10 +124,7 @@ fn an_empty_directory_says_what_was_looked_for() {
     let output = fabricks().arg("build").arg(dir.path()).output().unwrap();
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr.contains("go.mod") && stderr.contains("*.csproj"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("go.mod") && stderr.contains("*.csproj"), "{stderr}");
 }
 
 #[test]
@@ -193,12 +132,7 @@ fn a_missing_go_tool_is_named() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("go.mod"), "module x\n\ngo 1.24\n").unwrap();
     let empty_path = tempfile::tempdir().unwrap();
-    let output = fabricks()
-        .env("PATH", empty_path.path())
-        .arg("build")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let output = fabricks().env("PATH", empty_path.path()).arg("build").arg(dir.path()).output().unwrap();
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr.contains("`go` tool is not on PATH"), "{stderr}");
@@ -209,26 +143,16 @@ fn run_fails_with_125_on_what_is_not_a_module() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not.wasm");
     std::fs::write(&file, "#!/bin/sh\n").unwrap();
-    let output = fabricks()
-        .env("XDG_CACHE_HOME", dir.path())
-        .arg("run")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let output = fabricks().env("XDG_CACHE_HOME", dir.path()).arg("run").arg(&file).output().unwrap();
     assert_eq!(output.status.code(), Some(125));
-    assert!(
-        text(&output.stderr).contains("not a WebAssembly module"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert!(text(&output.stderr).contains("not a WebAssembly module"), "{}", text(&output.stderr));
 }
 
 /// The image config of an archive `fabricks build` wrote.
 fn image_config(archive: &Path) -> Value {
     let files = archive_files(archive);
     let index: Value = serde_json::from_slice(&files["index.json"]).unwrap();
-    let manifest: Value =
-        serde_json::from_slice(blob(&files, &index["manifests"][0]["digest"])).unwrap();
+    let manifest: Value = serde_json::from_slice(blob(&files, &index["manifests"][0]["digest"])).unwrap();
     serde_json::from_slice(blob(&files, &manifest["config"]["digest"])).unwrap()
 }
 
@@ -236,47 +160,23 @@ fn image_config(archive: &Path) -> Value {
 fn listen_comes_from_fabricks_toml_or_the_flag() {
     let out = tempfile::tempdir().unwrap();
     let archive = out.path().join("go-http.tar");
-    let output = succeed(
-        fabricks()
-            .arg("build")
-            .arg(go_http())
-            .arg("-o")
-            .arg(&archive),
-    );
-    assert!(
-        text(&output.stdout).contains("listen: http=8080 (8080/tcp)"),
-        "{}",
-        text(&output.stdout)
-    );
+    let output = succeed(fabricks().arg("build").arg(go_http()).arg("-o").arg(&archive));
+    assert!(text(&output.stdout).contains("listen: http=8080 (8080/tcp)"), "{}", text(&output.stdout));
     let config = image_config(&archive);
-    assert_eq!(
-        config["config"]["ExposedPorts"],
-        serde_json::json!({"8080/tcp": {}})
-    );
-    assert_eq!(
-        config["config"]["Labels"]["fabricks.io/listen"],
-        "http=8080"
-    );
+    assert_eq!(config["config"]["ExposedPorts"], serde_json::json!({"8080/tcp": {}}));
+    assert_eq!(config["config"]["Labels"]["fabricks.io/listen"], "http=8080");
 
     // Flags replace the file's spec, all of them together.
     let flagged = out.path().join("flagged.tar");
-    succeed(
-        fabricks()
-            .arg("build")
-            .arg(go_http())
-            .args(["-o"])
-            .arg(&flagged)
-            .args(["--listen", "http=9000", "--listen", "admin=[::1]:9090/tcp"]),
-    );
+    succeed(fabricks().arg("build").arg(go_http()).args(["-o"]).arg(&flagged).args([
+        "--listen",
+        "http=9000",
+        "--listen",
+        "admin=[::1]:9090/tcp",
+    ]));
     let config = image_config(&flagged);
-    assert_eq!(
-        config["config"]["ExposedPorts"],
-        serde_json::json!({"9000/tcp": {}, "9090/tcp": {}})
-    );
-    assert_eq!(
-        config["config"]["Labels"]["fabricks.io/listen"],
-        "http=9000,admin=[::1]:9090"
-    );
+    assert_eq!(config["config"]["ExposedPorts"], serde_json::json!({"9000/tcp": {}, "9090/tcp": {}}));
+    assert_eq!(config["config"]["Labels"]["fabricks.io/listen"], "http=9000,admin=[::1]:9090");
 }
 
 #[test]
@@ -285,44 +185,20 @@ fn a_bad_listen_spec_fails_before_building() {
     // No Go source at all: the spec is checked before `go build` would fail.
     std::fs::write(dir.path().join("go.mod"), "module x\n\ngo 1.24\n").unwrap();
     for (args, file, expected) in [
-        (
-            vec!["--listen", "http=8080,http=9090"],
-            None,
-            "\"http=8080\" and \"http=9090\" both use the name \"http\"",
-        ),
-        (
-            vec!["--listen", "http=70000"],
-            None,
-            "port 70000 is out of range",
-        ),
+        (vec!["--listen", "http=8080,http=9090"], None, "\"http=8080\" and \"http=9090\" both use the name \"http\""),
+        (vec!["--listen", "http=70000"], None, "port 70000 is out of range"),
         (vec![], Some("listen = \"http=8080/udp\""), "only tcp"),
-        (
-            vec![],
-            Some("listn = \"http=8080\""),
-            "unknown field `listn`",
-        ),
-        (
-            vec!["--label", "fabricks.io/listen=http=1"],
-            None,
-            "give it as --listen",
-        ),
+        (vec![], Some("listn = \"http=8080\""), "unknown field `listn`"),
+        (vec!["--label", "fabricks.io/listen=http=1"], None, "give it as --listen"),
     ] {
         if let Some(file) = file {
             std::fs::write(dir.path().join("fabricks.toml"), file).unwrap();
         }
-        let output = fabricks()
-            .arg("build")
-            .arg(dir.path())
-            .args(&args)
-            .output()
-            .unwrap();
+        let output = fabricks().arg("build").arg(dir.path()).args(&args).output().unwrap();
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?} {file:?}: {stderr}");
-        assert!(
-            !stderr.contains("go build"),
-            "{args:?}: built anyway: {stderr}"
-        );
+        assert!(!stderr.contains("go build"), "{args:?}: built anyway: {stderr}");
         let _ = std::fs::remove_file(dir.path().join("fabricks.toml"));
     }
 }
@@ -371,11 +247,7 @@ fn go_http_serves_on_the_socket_it_is_handed_and_stops_gracefully() {
         .unwrap();
     assert!(status.success());
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = fabricks()
         .env("XDG_CACHE_HOME", out.path())
         .arg("run")
@@ -402,11 +274,7 @@ fn go_http_serves_on_the_socket_it_is_handed_and_stops_gracefully() {
     };
     let (head, body) = response;
     assert!(head.starts_with("HTTP/1.0 200"), "{head}");
-    assert!(
-        text(&body).contains("\"runtime\": \"wasip1/wasm\""),
-        "{}",
-        text(&body)
-    );
+    assert!(text(&body).contains("\"runtime\": \"wasip1/wasm\""), "{}", text(&body));
     let (head, body) = http_get(port, "/stream?mb=2").unwrap();
     assert!(head.starts_with("HTTP/1.0 200"), "{head}");
     assert_eq!(body.len(), 2 << 20);
@@ -417,18 +285,10 @@ fn go_http_serves_on_the_socket_it_is_handed_and_stops_gracefully() {
     unsafe { libc::kill(running.id() as i32, libc::SIGTERM) };
     let output = running.wait_with_output().unwrap();
     let stdout = text(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        text(&output.stderr)
-    );
+    assert_eq!(output.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{}", text(&output.stderr));
     assert!(stdout.contains("go-http: listening on"), "{stdout}");
     assert!(stdout.contains("GET \"/json\" HTTP/1.0 200"), "{stdout}");
-    assert!(
-        stdout.contains("GET \"/stream?mb=2\" HTTP/1.0 200 2097152B"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("GET \"/stream?mb=2\" HTTP/1.0 200 2097152B"), "{stdout}");
     assert!(stdout.ends_with("go-http: stopped\n"), "{stdout}");
 }
 
@@ -436,14 +296,7 @@ fn go_http_serves_on_the_socket_it_is_handed_and_stops_gracefully() {
 fn native_builds_a_static_linux_image_of_the_same_program() {
     let out = tempfile::tempdir().unwrap();
     let archive = out.path().join("go-http-native.tar");
-    let output = succeed(
-        fabricks()
-            .arg("build")
-            .arg("--native")
-            .arg(go_http())
-            .arg("-o")
-            .arg(&archive),
-    );
+    let output = succeed(fabricks().arg("build").arg("--native").arg(go_http()).arg("-o").arg(&archive));
     let stdout = text(&output.stdout);
     assert!(stdout.contains("localhost/go-http:native"), "{stdout}");
 
@@ -458,36 +311,21 @@ fn native_builds_a_static_linux_image_of_the_same_program() {
     };
     assert_eq!(platform["architecture"], arch);
     let config = image_config(&archive);
-    assert_eq!(
-        (&config["os"], &config["architecture"]),
-        (&platform["os"], &platform["architecture"])
-    );
-    assert_eq!(
-        config["config"]["Entrypoint"],
-        serde_json::json!(["/go-http"])
-    );
+    assert_eq!((&config["os"], &config["architecture"]), (&platform["os"], &platform["architecture"]));
+    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/go-http"]));
     // The native program binds its own ports, from the same spec.
-    assert_eq!(
-        config["config"]["Env"],
-        serde_json::json!(["FABRICKS_LISTEN=http=8080"])
-    );
+    assert_eq!(config["config"]["Env"], serde_json::json!(["FABRICKS_LISTEN=http=8080"]));
 
-    let manifest: Value =
-        serde_json::from_slice(blob(&files, &index["manifests"][0]["digest"])).unwrap();
+    let manifest: Value = serde_json::from_slice(blob(&files, &index["manifests"][0]["digest"])).unwrap();
     let mut layer_tar = Vec::new();
-    flate2::read::GzDecoder::new(blob(&files, &manifest["layers"][0]["digest"]))
-        .read_to_end(&mut layer_tar)
-        .unwrap();
+    flate2::read::GzDecoder::new(blob(&files, &manifest["layers"][0]["digest"])).read_to_end(&mut layer_tar).unwrap();
     let mut entries = tar::Archive::new(layer_tar.as_slice());
     let mut entry = entries.entries().unwrap().next().unwrap().unwrap();
     assert_eq!(entry.path().unwrap().to_str(), Some("go-http"));
     assert_eq!(entry.header().mode().unwrap(), 0o755);
     let mut binary = Vec::new();
     entry.read_to_end(&mut binary).unwrap();
-    assert!(
-        binary.starts_with(b"\x7fELF"),
-        "layer does not hold an ELF executable"
-    );
+    assert!(binary.starts_with(b"\x7fELF"), "layer does not hold an ELF executable");
 }
 
 #[test]

@@ -37,7 +37,9 @@ impl Cgroup {
             let Some(mount) = mount_point(controller)? else { continue };
             let dir = mount.join(&path);
             fs::create_dir_all(&dir).with_context(|| format!("creating cgroup {}", dir.display()))?;
-            let from = mount.join(origin.iter().find(|(c, _)| c == controller).map_or("", |(_, p)| p.as_str()).trim_start_matches('/'));
+            let from = mount.join(
+                origin.iter().find(|(c, _)| c == controller).map_or("", |(_, p)| p.as_str()).trim_start_matches('/'),
+            );
             dirs.push((*controller, dir, from));
         }
         if dirs.is_empty() {
@@ -70,7 +72,8 @@ impl Cgroup {
     }
 
     fn apply_cpu(&self, spec: &Spec) -> Result<()> {
-        let Some(cpu) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.cpu().as_ref()) else {
+        let Some(cpu) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.cpu().as_ref())
+        else {
             return Ok(());
         };
         let Some(dir) = self.dir("cpu") else { return Ok(()) };
@@ -101,7 +104,8 @@ impl Cgroup {
         self.tid.store(tid, Ordering::SeqCst);
         for (_, dir, _) in &self.dirs {
             let tasks = dir.join("tasks");
-            fs::write(&tasks, tid.to_string()).with_context(|| format!("moving thread {tid} into {}", tasks.display()))?;
+            fs::write(&tasks, tid.to_string())
+                .with_context(|| format!("moving thread {tid} into {}", tasks.display()))?;
         }
         Ok(())
     }

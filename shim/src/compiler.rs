@@ -16,7 +16,8 @@ use crate::child;
 const DEFAULT_CACHE_DIR: &str = "/var/lib/fabricks/cache";
 
 pub fn engine() -> Result<Engine> {
-    let cache_dir = std::env::var_os("FABRICKS_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| DEFAULT_CACHE_DIR.into());
+    let cache_dir =
+        std::env::var_os("FABRICKS_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| DEFAULT_CACHE_DIR.into());
     let exe = std::env::current_exe().context("locating the shim binary")?;
     let compile = move |wasm: &[u8], out: &std::path::Path| -> Result<()> {
         let mut cmd = Command::new(&exe);

@@ -36,10 +36,7 @@ fn candidates(args0: &str, cwd: &str, env: &[String]) -> Vec<PathBuf> {
     if args0.contains('/') {
         return vec![Path::new(if cwd.is_empty() { "/" } else { cwd }).join(args0)];
     }
-    let path = env
-        .iter()
-        .find_map(|kv| kv.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH);
+    let path = env.iter().find_map(|kv| kv.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
     path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(args0)).collect()
 }
 

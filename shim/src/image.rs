@@ -111,7 +111,9 @@ async fn manifest_of(channel: &Channel, ns: &str, media_type: &str, digest: &str
             Err(err) => return Err(err),
         }
     }
-    anyhow::bail!("containerd's content store holds none of the manifests image index {digest} lists; pull the image again")
+    anyhow::bail!(
+        "containerd's content store holds none of the manifests image index {digest} lists; pull the image again"
+    )
 }
 
 fn is_not_found(err: &anyhow::Error) -> bool {

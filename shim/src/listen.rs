@@ -80,7 +80,8 @@ fn bind_in(netns: NetNs, listen: &ListenSpec) -> Result<Vec<Socket>> {
             let listener = TcpListener::bind(e.addr).map_err(|err| match err.kind() {
                 std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
                     "listener {} cannot bind {}: the port is already in use in the container's network namespace",
-                    e.name, e.addr
+                    e.name,
+                    e.addr
                 ),
                 _ => anyhow::anyhow!("listener {} cannot bind {}: {err}", e.name, e.addr),
             })?;

@@ -40,8 +40,7 @@ impl Runc {
         if status != 0 {
             return Err(self.failure("runc create", bundle, status));
         }
-        let pid = std::fs::read_to_string(&pid_file)
-            .with_context(|| format!("reading {}", pid_file.display()))?;
+        let pid = std::fs::read_to_string(&pid_file).with_context(|| format!("reading {}", pid_file.display()))?;
         Ok((pid.trim().parse().context("runc wrote an invalid pid")?, exits))
     }
 

@@ -65,11 +65,8 @@ fn settings(spec: &Spec) -> Result<Settings> {
         (Some(quota), Some(period)) if quota > 0 && period > 0 => Some(quota as f64 / period as f64),
         _ => None,
     });
-    let memory_limit = resources
-        .and_then(|r| r.memory().as_ref())
-        .and_then(|m| m.limit())
-        .filter(|&l| l > 0)
-        .map(|l| l as u64);
+    let memory_limit =
+        resources.and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()).filter(|&l| l > 0).map(|l| l as u64);
     Settings::resolve(lookup, cpu_limit, memory_limit)
 }
 

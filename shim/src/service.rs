@@ -120,7 +120,14 @@ impl Service {
         let place = || Cgroup::create(spec, &self.namespace, &req.id);
         let engine = self.engine()?;
         let task = WasmTask::prepare(engine, &wasm, spec, rootfs, io, sockets, place)?;
-        sweep::record_origin(engine, &self.containerd, &self.namespace, &req.id, spec, task.cache_entry().to_path_buf());
+        sweep::record_origin(
+            engine,
+            &self.containerd,
+            &self.namespace,
+            &req.id,
+            spec,
+            task.cache_entry().to_path_buf(),
+        );
         Ok(Workload::Wasm(task))
     }
 
@@ -274,27 +281,30 @@ fn failed(what: &str, e: anyhow::Error) -> containerd_shim::protos::ttrpc::Error
     ttrpc_error(containerd_shim::protos::ttrpc::Code::FAILED_PRECONDITION, format!("{e:#}"))
 }
 
-
 impl Task for Service {
     fn create(&self, _ctx: &TtrpcContext, req: CreateTaskRequest) -> TtrpcResult<CreateTaskResponse> {
         log::info!("create {}", req.id);
         let container = Arc::new(self.create_container(&req).map_err(|e| failed("create", e))?);
         let pid = container.pid();
         self.containers.lock().unwrap().insert(req.id.clone(), container);
-        publish(&self.publisher, &self.namespace, TaskCreate {
-            container_id: req.id.clone(),
-            bundle: req.bundle.clone(),
-            rootfs: req.rootfs.clone(),
-            io: MessageField::some(containerd_shim::protos::events::task::TaskIO {
-                stdin: req.stdin.clone(),
-                stdout: req.stdout.clone(),
-                stderr: req.stderr.clone(),
-                terminal: req.terminal,
+        publish(
+            &self.publisher,
+            &self.namespace,
+            TaskCreate {
+                container_id: req.id.clone(),
+                bundle: req.bundle.clone(),
+                rootfs: req.rootfs.clone(),
+                io: MessageField::some(containerd_shim::protos::events::task::TaskIO {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                    ..Default::default()
+                }),
+                pid,
                 ..Default::default()
-            }),
-            pid,
-            ..Default::default()
-        });
+            },
+        );
         Ok(CreateTaskResponse { pid, ..Default::default() })
     }
 

@@ -72,10 +72,7 @@ impl Lifecycle {
     /// Waits at most `timeout`; true if the task stopped.
     pub fn wait_exit_for(&self, timeout: Duration) -> bool {
         let state = self.state.lock().unwrap();
-        let (state, _) = self
-            .changed
-            .wait_timeout_while(state, timeout, |s| !matches!(s, Phase::Stopped(_)))
-            .unwrap();
+        let (state, _) = self.changed.wait_timeout_while(state, timeout, |s| !matches!(s, Phase::Stopped(_))).unwrap();
         matches!(*state, Phase::Stopped(_))
     }
 }

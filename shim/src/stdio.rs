@@ -1,8 +1,8 @@
 //! The task's stdio as containerd hands it over: FIFO paths (or `file://` URIs).
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -19,7 +19,10 @@ pub fn open_output(uri: &str) -> Result<Stdio> {
         return Ok(Stdio::Null);
     }
     if let Some(path) = uri.strip_prefix("file://") {
-        let file = OpenOptions::new().create(true).append(true).open(path)
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
             .with_context(|| format!("opening the log file {path}"))?;
         return Ok(Stdio::File(file));
     }
@@ -32,7 +35,9 @@ pub fn open_output(uri: &str) -> Result<Stdio> {
             Err(e) if e.raw_os_error() == Some(libc::ENXIO) && started.elapsed() < READER_WAIT => {
                 std::thread::sleep(Duration::from_millis(2));
             }
-            opened => break opened.with_context(|| format!("opening the task output {uri} (is anything reading it?)"))?,
+            opened => {
+                break opened.with_context(|| format!("opening the task output {uri} (is anything reading it?)"))?
+            }
         }
     };
     set_blocking(&file)?;

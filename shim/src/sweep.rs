@@ -24,7 +24,9 @@ pub fn record_origin(engine: &Engine, containerd: &str, namespace: &str, id: &st
         let name = match annotated {
             Some(name) => Some(name),
             None => image::name_of(&containerd, &ns, &id).unwrap_or_else(|e| {
-                log::warn!("cannot tell which image container {id} runs, its compiled module will not be swept with it: {e:#}");
+                log::warn!(
+                    "cannot tell which image container {id} runs, its compiled module will not be swept with it: {e:#}"
+                );
                 None
             }),
         };
@@ -56,7 +58,9 @@ pub fn sweep(engine: &Engine, containerd: &str) {
             })
         };
         match engine.cache().sweep(exists) {
-            Ok(swept) => log::info!("module cache swept: {} modules, {} old engine caches removed", swept.modules, swept.engines),
+            Ok(swept) => {
+                log::info!("module cache swept: {} modules, {} old engine caches removed", swept.modules, swept.engines)
+            }
             Err(e) => log::warn!("sweeping the module cache {}: {e:#}", engine.cache().dir().display()),
         }
     });
@@ -74,11 +78,8 @@ fn sweep_due(root: &Path) -> bool {
     if since.is_some_and(|s| s < interval) {
         return false;
     }
-    let marked = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(&stamp)
-        .and_then(|f| f.set_modified(SystemTime::now()));
+    let marked =
+        std::fs::File::options().create(true).append(true).open(&stamp).and_then(|f| f.set_modified(SystemTime::now()));
     if let Err(e) = marked {
         log::warn!("marking the cache sweep in {}: {e}", stamp.display());
     }

@@ -44,7 +44,15 @@ pub struct Io<'a> {
 impl WasmTask {
     /// Everything that can fail before the module runs fails here, at create time:
     /// compiling, imports WASI cannot satisfy, a missing `_start`, unopenable stdio.
-    pub fn prepare(engine: &Engine, wasm: &[u8], spec: &Spec, rootfs: &Path, io: Io, sockets: Vec<Socket>, place: impl FnOnce() -> Result<Option<Cgroup>>) -> Result<Self> {
+    pub fn prepare(
+        engine: &Engine,
+        wasm: &[u8],
+        spec: &Spec,
+        rootfs: &Path,
+        io: Io,
+        sockets: Vec<Socket>,
+        place: impl FnOnce() -> Result<Option<Cgroup>>,
+    ) -> Result<Self> {
         let process = spec.process().as_ref().context("the OCI spec has no process")?;
         let program = process.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
         let (module, pin) = engine.load_pinned(wasm).with_context(|| format!("loading {program}"))?;
@@ -72,9 +80,7 @@ impl WasmTask {
         };
         let stopper = Stopper::new();
         let run = match kind {
-            ModuleKind::Command => {
-                Run::Command(Command { sockets, stdin: stdio::open_input(io.stdin)?, ..command })
-            }
+            ModuleKind::Command => Run::Command(Command { sockets, stdin: stdio::open_input(io.stdin)?, ..command }),
             ModuleKind::Reactor => {
                 Run::Reactor(crate::reactor::prepare(engine, &module, &program, spec, command, sockets, &stopper)?)
             }
@@ -158,7 +164,12 @@ impl WasmTask {
 
 /// `linux.resources.memory.limit` (bytes; absent, zero or negative: none).
 fn memory_limit(spec: &Spec) -> MemoryLimit {
-    let limit = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.memory().as_ref()).and_then(|m| m.limit());
+    let limit = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit());
     match limit {
         Some(bytes) if bytes > 0 => MemoryLimit::bytes(bytes as u64),
         _ => MemoryLimit::unlimited(),

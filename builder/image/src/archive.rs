@@ -4,9 +4,7 @@
 use crate::tarball::Tarball;
 use crate::{json, Blob, Reference, WasmImage, ANNOTATION_CONTAINERD_IMAGE_NAME};
 use anyhow::{Context, Result};
-use oci_spec::image::{
-    Descriptor, ImageIndex, ImageIndexBuilder, MediaType, OciLayoutBuilder, ANNOTATION_REF_NAME,
-};
+use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType, OciLayoutBuilder, ANNOTATION_REF_NAME};
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -44,14 +42,8 @@ impl ArchiveImage for WasmImage {
 pub fn index(image: &impl ArchiveImage) -> Result<ImageIndex> {
     let mut manifest = image.manifest_descriptor();
     manifest.set_annotations(Some(HashMap::from([
-        (
-            ANNOTATION_CONTAINERD_IMAGE_NAME.to_owned(),
-            image.reference().to_string(),
-        ),
-        (
-            ANNOTATION_REF_NAME.to_owned(),
-            image.reference().tag().to_owned(),
-        ),
+        (ANNOTATION_CONTAINERD_IMAGE_NAME.to_owned(), image.reference().to_string()),
+        (ANNOTATION_REF_NAME.to_owned(), image.reference().tag().to_owned()),
     ])));
     ImageIndexBuilder::default()
         .schema_version(2u32)
@@ -63,9 +55,7 @@ pub fn index(image: &impl ArchiveImage) -> Result<ImageIndex> {
 
 /// Writes `image` as an image-layout tar to `out` and hands `out` back.
 pub fn write_archive<W: Write>(image: &impl ArchiveImage, out: W) -> Result<W> {
-    let layout = OciLayoutBuilder::default()
-        .image_layout_version("1.0.0")
-        .build()?;
+    let layout = OciLayoutBuilder::default().image_layout_version("1.0.0").build()?;
     let mut tar = Tarball::new(out, image.created());
     tar.file("oci-layout", &json::canonical(&layout)?, 0o644)?;
     tar.file("index.json", &json::canonical(&index(image)?)?, 0o644)?;
@@ -85,20 +75,14 @@ pub fn write_archive_file(image: &impl ArchiveImage, path: &Path) -> Result<()> 
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating {} for the image archive", dir.display()))?;
-    let temp = tempfile::NamedTempFile::new_in(dir).with_context(|| {
-        format!(
-            "creating a temporary file in {}; is it writable?",
-            dir.display()
-        )
-    })?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {} for the image archive", dir.display()))?;
+    let temp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}; is it writable?", dir.display()))?;
     let out = write_archive(image, BufWriter::new(temp))?;
     let temp = out
         .into_inner()
         .map_err(|e| e.into_error())
         .with_context(|| format!("writing the image archive in {}", dir.display()))?;
-    temp.persist(path)
-        .with_context(|| format!("moving the image archive into place at {}", path.display()))?;
+    temp.persist(path).with_context(|| format!("moving the image archive into place at {}", path.display()))?;
     Ok(())
 }

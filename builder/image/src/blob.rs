@@ -41,7 +41,5 @@ impl Blob {
 /// The `sha256:<hex>` digest of `data`.
 pub fn sha256(data: &[u8]) -> Digest {
     let hex = hex::encode(Sha256::digest(data));
-    Sha256Digest::from_str(&hex)
-        .expect("hex-encoded SHA-256 is always a valid sha256 digest")
-        .into()
+    Sha256Digest::from_str(&hex).expect("hex-encoded SHA-256 is always a valid sha256 digest").into()
 }

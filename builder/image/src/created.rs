@@ -24,12 +24,7 @@ pub(crate) fn parse_source_date_epoch(value: Option<&str>) -> Result<u64> {
 pub fn rfc3339(secs: u64) -> String {
     let (days, rest) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_date(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
 /// Gregorian (year, month, day) of a day count since 1970-01-01, counting in
@@ -39,16 +34,11 @@ fn civil_date(days: u64) -> (u64, u64, u64) {
     let days = days + 719_468; // 0000-03-01 to 1970-01-01
     let era = days / 146_097;
     let day_of_era = days % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_from_march = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
     let year = era * 400 + year_of_era + u64::from(month <= 2);
     (year, month, day)
 }
@@ -79,10 +69,7 @@ mod tests {
     fn source_date_epoch_defaults_to_zero_and_rejects_junk() {
         assert_eq!(parse_source_date_epoch(None).unwrap(), 0);
         assert_eq!(parse_source_date_epoch(Some("")).unwrap(), 0);
-        assert_eq!(
-            parse_source_date_epoch(Some("1700000000")).unwrap(),
-            1_700_000_000
-        );
+        assert_eq!(parse_source_date_epoch(Some("1700000000")).unwrap(), 1_700_000_000);
         let err = parse_source_date_epoch(Some("yesterday")).unwrap_err();
         assert!(err.to_string().contains("SOURCE_DATE_EPOCH"), "{err}");
     }

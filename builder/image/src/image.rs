@@ -5,8 +5,8 @@ use crate::{json, Reference};
 use anyhow::{bail, ensure, Context, Result};
 use fabricks_listen::ListenSpec;
 use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
-    ImageManifest, ImageManifestBuilder, MediaType, Os, Platform, PlatformBuilder, RootFsBuilder,
+    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder, ImageManifest,
+    ImageManifestBuilder, MediaType, Os, Platform, PlatformBuilder, RootFsBuilder,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -175,10 +175,7 @@ fn check_executable(module: &[u8], options: &ImageOptions) -> Result<()> {
             options.platform.os(),
             options.platform.architecture()
         );
-        ensure!(
-            options.layer == LayerKind::Tar,
-            "a native executable can only go in a tar layer"
-        );
+        ensure!(options.layer == LayerKind::Tar, "a native executable can only go in a tar layer");
         return Ok(());
     }
     ensure!(
@@ -191,13 +188,9 @@ fn check_executable(module: &[u8], options: &ImageOptions) -> Result<()> {
 
 fn check_entrypoint(entrypoint: &str) -> Result<()> {
     let Some(relative) = entrypoint.strip_prefix('/') else {
-        bail!(
-            "entrypoint {entrypoint:?} must be an absolute path inside the image, like `/app.wasm`"
-        );
+        bail!("entrypoint {entrypoint:?} must be an absolute path inside the image, like `/app.wasm`");
     };
-    let clean = relative
-        .split('/')
-        .all(|part| !matches!(part, "" | "." | ".."));
+    let clean = relative.split('/').all(|part| !matches!(part, "" | "." | ".."));
     ensure!(
         clean,
         "entrypoint {entrypoint:?} must name a file by a plain path: no empty, `.` or `..` parts and no trailing `/`"
@@ -205,11 +198,7 @@ fn check_entrypoint(entrypoint: &str) -> Result<()> {
     Ok(())
 }
 
-fn image_config(
-    options: &ImageOptions,
-    created: u64,
-    diff_id: Option<&str>,
-) -> Result<ImageConfiguration> {
+fn image_config(options: &ImageOptions, created: u64, diff_id: Option<&str>) -> Result<ImageConfiguration> {
     let mut config = ConfigBuilder::default().entrypoint(vec![options.entrypoint.clone()]);
     if !options.env.is_empty() {
         config = config.env(env_entries(&options.env)?);
@@ -222,10 +211,7 @@ fn image_config(
             fabricks_listen::LABEL,
             options.listen
         );
-        labels.insert(
-            fabricks_listen::LABEL.to_owned(),
-            options.listen.to_string(),
-        );
+        labels.insert(fabricks_listen::LABEL.to_owned(), options.listen.to_string());
         config = config.exposed_ports(options.listen.exposed_ports());
     }
     if !labels.is_empty() {
@@ -233,10 +219,7 @@ fn image_config(
     }
     let history = HistoryBuilder::default()
         .created(rfc3339(created))
-        .created_by(format!(
-            "fabricks: {} layer with {}",
-            options.layer, options.entrypoint
-        ))
+        .created_by(format!("fabricks: {} layer with {}", options.layer, options.entrypoint))
         .empty_layer(diff_id.is_none())
         .build()?;
     ImageConfigurationBuilder::default()
@@ -274,13 +257,7 @@ fn image_manifest(options: &ImageOptions, config: &Blob, layer: &Blob) -> Result
         .config(config.descriptor().clone())
         .layers(vec![layer.descriptor().clone()]);
     if !options.annotations.is_empty() {
-        manifest = manifest.annotations(
-            options
-                .annotations
-                .clone()
-                .into_iter()
-                .collect::<HashMap<_, _>>(),
-        );
+        manifest = manifest.annotations(options.annotations.clone().into_iter().collect::<HashMap<_, _>>());
     }
     manifest.build().context("assembling the image manifest")
 }

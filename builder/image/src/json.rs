@@ -17,8 +17,7 @@ fn sorted(value: Value) -> Value {
         Value::Object(map) => {
             let mut entries: Vec<(String, Value)> = map.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            let map: Map<String, Value> =
-                entries.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            let map: Map<String, Value> = entries.into_iter().map(|(k, v)| (k, sorted(v))).collect();
             Value::Object(map)
         }
         Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),

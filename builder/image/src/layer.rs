@@ -59,19 +59,13 @@ pub(crate) fn build(kind: LayerKind, module: &[u8], entrypoint: &str, mtime: u64
 }
 
 fn wasm_layer(module: &[u8], entrypoint: &str) -> Layer {
-    let mut blob = Blob::new(
-        MediaType::Other(crate::WASM_LAYER_MEDIA_TYPE.into()),
-        module.to_vec(),
-    );
+    let mut blob = Blob::new(MediaType::Other(crate::WASM_LAYER_MEDIA_TYPE.into()), module.to_vec());
     // Records the file name the module had, the way other wasm-in-OCI tools
     // do, for runtimes that materialise the blob as a file.
     let file_name = entrypoint.rsplit('/').next().unwrap_or(entrypoint);
     let annotations = HashMap::from([(ANNOTATION_TITLE.to_owned(), file_name.to_owned())]);
     blob.descriptor_mut().set_annotations(Some(annotations));
-    Layer {
-        diff_id: None,
-        blob,
-    }
+    Layer { diff_id: None, blob }
 }
 
 fn tar_layer(module: &[u8], entrypoint: &str, mtime: u64) -> Result<Layer> {
@@ -86,10 +80,7 @@ pub(crate) fn gzip_layer(tar: Vec<u8>) -> Result<Layer> {
     let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
     std::io::Write::write_all(&mut gzip, &tar).context("compressing the image layer")?;
     let compressed = gzip.finish().context("compressing the image layer")?;
-    Ok(Layer {
-        diff_id: Some(sha256(&tar)),
-        blob: Blob::new(MediaType::ImageLayerGzip, compressed),
-    })
+    Ok(Layer { diff_id: Some(sha256(&tar)), blob: Blob::new(MediaType::ImageLayerGzip, compressed) })
 }
 
 /// An uncompressed tar with the parent directories of `entrypoint` and the

@@ -10,8 +10,8 @@ use crate::tarball::Tarball;
 use crate::{json, layer, Reference};
 use anyhow::{bail, ensure, Context, Result};
 use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, ImageConfigurationBuilder, ImageManifestBuilder, MediaType,
-    Os, Platform, PlatformBuilder, RootFsBuilder,
+    Arch, ConfigBuilder, Descriptor, ImageConfigurationBuilder, ImageManifestBuilder, MediaType, Os, Platform,
+    PlatformBuilder, RootFsBuilder,
 };
 use std::collections::BTreeSet;
 
@@ -56,12 +56,7 @@ impl NativeImage {
             .os(platform.os().clone())
             .architecture(platform.architecture().clone())
             .config(ConfigBuilder::default().entrypoint(entrypoint).build()?)
-            .rootfs(
-                RootFsBuilder::default()
-                    .typ("layers")
-                    .diff_ids(vec![diff_id.to_string()])
-                    .build()?,
-            )
+            .rootfs(RootFsBuilder::default().typ("layers").diff_ids(vec![diff_id.to_string()]).build()?)
             .build()
             .context("assembling the image config")?;
         let config = Blob::new(MediaType::ImageConfig, json::canonical(&config)?);
@@ -73,14 +68,7 @@ impl NativeImage {
             .build()
             .context("assembling the image manifest")?;
         let manifest = Blob::new(MediaType::ImageManifest, json::canonical(&manifest)?);
-        Ok(NativeImage {
-            reference,
-            created,
-            platform,
-            config,
-            layer: layer.blob,
-            manifest,
-        })
+        Ok(NativeImage { reference, created, platform, config, layer: layer.blob, manifest })
     }
 }
 
@@ -109,10 +97,7 @@ fn host_platform() -> Result<Platform> {
         "aarch64" => Arch::ARM64,
         other => bail!("no OCI architecture known for {other}"),
     };
-    Ok(PlatformBuilder::default()
-        .os(Os::Linux)
-        .architecture(arch)
-        .build()?)
+    Ok(PlatformBuilder::default().os(Os::Linux).architecture(arch).build()?)
 }
 
 /// An uncompressed tar of `files` and their parent directories, sorted.
@@ -121,20 +106,12 @@ fn rootfs_tar(files: &[RootFile], mtime: u64) -> Result<Vec<u8>> {
     for file in files {
         let relative = file.path.strip_prefix('/').unwrap_or(&file.path);
         ensure!(
-            file.path.starts_with('/')
-                && relative.split('/').all(|p| !matches!(p, "" | "." | "..")),
+            file.path.starts_with('/') && relative.split('/').all(|p| !matches!(p, "" | "." | "..")),
             "image file path {:?} must be absolute and plain (no empty, `.` or `..` parts)",
             file.path
         );
         let mut parent = String::new();
-        for dir in relative
-            .split('/')
-            .rev()
-            .skip(1)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-        {
+        for dir in relative.split('/').rev().skip(1).collect::<Vec<_>>().into_iter().rev() {
             parent.push_str(dir);
             parent.push('/');
             dirs.insert(parent.clone());
@@ -158,36 +135,16 @@ mod tests {
 
     fn files() -> Vec<RootFile> {
         vec![
-            RootFile {
-                path: "/usr/local/bin/tool".into(),
-                data: b"tool".to_vec(),
-                mode: 0o755,
-            },
-            RootFile {
-                path: "/opt/x/data".into(),
-                data: b"data".to_vec(),
-                mode: 0o644,
-            },
+            RootFile { path: "/usr/local/bin/tool".into(), data: b"tool".to_vec(), mode: 0o755 },
+            RootFile { path: "/opt/x/data".into(), data: b"data".to_vec(), mode: 0o644 },
         ]
     }
 
     #[test]
     fn native_image_is_linux_and_deterministic() {
         let reference: Reference = "localhost/native:1".parse().unwrap();
-        let a = NativeImage::build(
-            reference.clone(),
-            &files(),
-            vec!["/usr/local/bin/tool".into()],
-            Some(0),
-        )
-        .unwrap();
-        let b = NativeImage::build(
-            reference,
-            &files(),
-            vec!["/usr/local/bin/tool".into()],
-            Some(0),
-        )
-        .unwrap();
+        let a = NativeImage::build(reference.clone(), &files(), vec!["/usr/local/bin/tool".into()], Some(0)).unwrap();
+        let b = NativeImage::build(reference, &files(), vec!["/usr/local/bin/tool".into()], Some(0)).unwrap();
         assert_eq!(a.manifest.digest(), b.manifest.digest());
         let platform = a.manifest_descriptor().platform().clone().unwrap();
         assert_eq!(platform.os(), &Os::Linux);
@@ -200,32 +157,17 @@ mod tests {
     fn layer_holds_the_files_and_their_directories() {
         let tar = rootfs_tar(&files(), 0).unwrap();
         let mut archive = tar::Archive::new(&tar[..]);
-        let names: Vec<String> = archive
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path().unwrap().display().to_string())
-            .collect();
+        let names: Vec<String> =
+            archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
         assert_eq!(
             names,
-            [
-                "opt/",
-                "opt/x/",
-                "usr/",
-                "usr/local/",
-                "usr/local/bin/",
-                "opt/x/data",
-                "usr/local/bin/tool"
-            ]
+            ["opt/", "opt/x/", "usr/", "usr/local/", "usr/local/bin/", "opt/x/data", "usr/local/bin/tool"]
         );
     }
 
     #[test]
     fn relative_paths_are_refused() {
-        let bad = [RootFile {
-            path: "etc/../x".into(),
-            data: vec![],
-            mode: 0o644,
-        }];
+        let bad = [RootFile { path: "etc/../x".into(), data: vec![], mode: 0o644 }];
         assert!(rootfs_tar(&bad, 0).is_err());
     }
 }

@@ -21,10 +21,7 @@ impl Reference {
     /// directory names).
     pub fn localhost(name: &str) -> Result<Self> {
         let repository = repository_from(name);
-        ensure!(
-            !repository.is_empty(),
-            "cannot make an image name out of {name:?}; give one with -t/--tag"
-        );
+        ensure!(!repository.is_empty(), "cannot make an image name out of {name:?}; give one with -t/--tag");
         format!("localhost/{repository}:{DEFAULT_TAG}").parse()
     }
 
@@ -67,15 +64,8 @@ impl FromStr for Reference {
         check_registry(text, &registry)?;
         check_repository(text, &repository)?;
         check_tag(text, tag)?;
-        ensure!(
-            registry.len() + 1 + repository.len() <= 255,
-            "image name in {text:?} is longer than 255 characters"
-        );
-        Ok(Reference {
-            registry,
-            repository,
-            tag: tag.to_owned(),
-        })
+        ensure!(registry.len() + 1 + repository.len() <= 255, "image name in {text:?} is longer than 255 characters");
+        Ok(Reference { registry, repository, tag: tag.to_owned() })
     }
 }
 
@@ -97,9 +87,7 @@ fn split_registry(name: &str) -> (String, String) {
 }
 
 fn looks_like_registry(component: &str) -> bool {
-    component == "localhost"
-        || component.contains(['.', ':'])
-        || component.chars().any(|c| c.is_ascii_uppercase())
+    component == "localhost" || component.contains(['.', ':']) || component.chars().any(|c| c.is_ascii_uppercase())
 }
 
 fn check_registry(text: &str, registry: &str) -> Result<()> {
@@ -138,22 +126,16 @@ fn is_path_component(component: &str) -> bool {
     let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     component.starts_with(alnum)
         && component.ends_with(alnum)
-        && component
-            .chars()
-            .all(|c| alnum(c) || matches!(c, '.' | '_' | '-'))
+        && component.chars().all(|c| alnum(c) || matches!(c, '.' | '_' | '-'))
         && component
             .split(alnum)
             .filter(|separator| !separator.is_empty())
-            .all(|separator| {
-                matches!(separator, "." | "_" | "__") || separator.chars().all(|c| c == '-')
-            })
+            .all(|separator| matches!(separator, "." | "_" | "__") || separator.chars().all(|c| c == '-'))
 }
 
 fn check_tag(text: &str, tag: &str) -> Result<()> {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let ok = tag.len() <= 128
-        && tag.starts_with(word)
-        && tag.chars().all(|c| word(c) || matches!(c, '.' | '-'));
+    let ok = tag.len() <= 128 && tag.starts_with(word) && tag.chars().all(|c| word(c) || matches!(c, '.' | '-'));
     if !ok {
         bail!(
             "tag {tag:?} in image reference {text:?} is not valid: use up to 128 letters, digits, `_`, `.` \
@@ -170,21 +152,9 @@ fn repository_from(name: &str) -> String {
     if is_path_component(&lowered) {
         return lowered;
     }
-    let dashed: String = lowered
-        .chars()
-        .map(|c| {
-            if c.is_ascii_lowercase() || c.is_ascii_digit() {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    dashed
-        .split('-')
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join("-")
+    let dashed: String =
+        lowered.chars().map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' }).collect();
+    dashed.split('-').filter(|part| !part.is_empty()).collect::<Vec<_>>().join("-")
 }
 
 #[cfg(test)]
@@ -197,18 +167,12 @@ mod tests {
 
     #[test]
     fn normalises_like_docker() {
-        assert_eq!(
-            parse("localhost/go-hello:latest"),
-            "localhost/go-hello:latest"
-        );
+        assert_eq!(parse("localhost/go-hello:latest"), "localhost/go-hello:latest");
         assert_eq!(parse("localhost/go-hello"), "localhost/go-hello:latest");
         assert_eq!(parse("go-hello"), "docker.io/library/go-hello:latest");
         assert_eq!(parse("acme/go-hello:v1"), "docker.io/acme/go-hello:v1");
         assert_eq!(parse("registry:5000/a/b"), "registry:5000/a/b:latest");
-        assert_eq!(
-            parse("ghcr.io/acme/app_x:1.2.3-rc.1"),
-            "ghcr.io/acme/app_x:1.2.3-rc.1"
-        );
+        assert_eq!(parse("ghcr.io/acme/app_x:1.2.3-rc.1"), "ghcr.io/acme/app_x:1.2.3-rc.1");
     }
 
     #[test]
@@ -222,33 +186,16 @@ mod tests {
 
     #[test]
     fn rejects_invalid_references() {
-        for bad in [
-            "Go-Hello",
-            "localhost/a--",
-            "localhost/a..b",
-            "a:-tag",
-            "a@sha256:00",
-            "localhost/",
-            "",
-        ] {
+        for bad in ["Go-Hello", "localhost/a--", "localhost/a..b", "a:-tag", "a@sha256:00", "localhost/", ""] {
             assert!(bad.parse::<Reference>().is_err(), "{bad:?} was accepted");
         }
     }
 
     #[test]
     fn localhost_names_come_from_any_directory_name() {
-        assert_eq!(
-            Reference::localhost("go-hello").unwrap().to_string(),
-            "localhost/go-hello:latest"
-        );
-        assert_eq!(
-            Reference::localhost("My App!").unwrap().to_string(),
-            "localhost/my-app:latest"
-        );
-        assert_eq!(
-            Reference::localhost("a_b").unwrap().to_string(),
-            "localhost/a_b:latest"
-        );
+        assert_eq!(Reference::localhost("go-hello").unwrap().to_string(), "localhost/go-hello:latest");
+        assert_eq!(Reference::localhost("My App!").unwrap().to_string(), "localhost/my-app:latest");
+        assert_eq!(Reference::localhost("a_b").unwrap().to_string(), "localhost/a_b:latest");
         assert!(Reference::localhost("!!!").is_err());
     }
 }

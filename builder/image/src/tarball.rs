@@ -11,10 +11,7 @@ pub(crate) struct Tarball<W: Write> {
 
 impl<W: Write> Tarball<W> {
     pub fn new(out: W, mtime: u64) -> Self {
-        Tarball {
-            builder: tar::Builder::new(out),
-            mtime,
-        }
+        Tarball { builder: tar::Builder::new(out), mtime }
     }
 
     /// Adds a directory; `path` ends with `/`.
@@ -38,8 +35,6 @@ impl<W: Write> Tarball<W> {
         header.set_uid(0);
         header.set_gid(0);
         header.set_mtime(self.mtime);
-        self.builder
-            .append_data(&mut header, path, data)
-            .with_context(|| format!("adding {path} to a tar archive"))
+        self.builder.append_data(&mut header, path, data).with_context(|| format!("adding {path} to a tar archive"))
     }
 }

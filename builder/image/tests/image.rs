@@ -14,10 +14,7 @@ fn module() -> Vec<u8> {
 }
 
 fn options(layer: LayerKind) -> ImageOptions {
-    let mut options = ImageOptions::new(
-        "localhost/go-hello:latest".parse().unwrap(),
-        "/go-hello.wasm",
-    );
+    let mut options = ImageOptions::new("localhost/go-hello:latest".parse().unwrap(), "/go-hello.wasm");
     options.layer = layer;
     options.created = Some(1_700_000_000);
     options
@@ -37,9 +34,7 @@ fn json(data: &[u8]) -> Value {
 
 fn gunzip(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data)
-        .read_to_end(&mut out)
-        .unwrap();
+    flate2::read::GzDecoder::new(data).read_to_end(&mut out).unwrap();
     out
 }
 
@@ -76,29 +71,15 @@ fn digests_and_sizes_match_blob_contents() {
     for kind in [LayerKind::Tar, LayerKind::Wasm] {
         let image = build(kind);
         for blob in image.blobs() {
-            assert_eq!(
-                blob.digest().to_string(),
-                sha256_digest(blob.data()),
-                "{kind}"
-            );
+            assert_eq!(blob.digest().to_string(), sha256_digest(blob.data()), "{kind}");
             assert_eq!(blob.descriptor().size(), blob.data().len() as u64, "{kind}");
         }
         let manifest = json(image.manifest_blob().data());
-        let descriptor =
-            |value: &Value| -> Descriptor { serde_json::from_value(value.clone()).unwrap() };
-        assert_eq!(
-            &descriptor(&manifest["config"]),
-            image.config_blob().descriptor()
-        );
-        assert_eq!(
-            &descriptor(&manifest["layers"][0]),
-            image.layer_blob().descriptor()
-        );
+        let descriptor = |value: &Value| -> Descriptor { serde_json::from_value(value.clone()).unwrap() };
+        assert_eq!(&descriptor(&manifest["config"]), image.config_blob().descriptor());
+        assert_eq!(&descriptor(&manifest["layers"][0]), image.layer_blob().descriptor());
         assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
-        assert_eq!(
-            image.manifest_descriptor().digest(),
-            image.manifest_blob().digest()
-        );
+        assert_eq!(image.manifest_descriptor().digest(), image.manifest_blob().digest());
     }
 }
 
@@ -106,30 +87,15 @@ fn digests_and_sizes_match_blob_contents() {
 fn media_types_are_the_oci_ones() {
     let tar = build(LayerKind::Tar);
     let wasm = build(LayerKind::Wasm);
-    assert_eq!(
-        tar.layer_blob().media_type().to_string(),
-        "application/vnd.oci.image.layer.v1.tar+gzip"
-    );
-    assert_eq!(
-        wasm.layer_blob().media_type().to_string(),
-        "application/wasm"
-    );
+    assert_eq!(tar.layer_blob().media_type().to_string(), "application/vnd.oci.image.layer.v1.tar+gzip");
+    assert_eq!(wasm.layer_blob().media_type().to_string(), "application/wasm");
     for image in [&tar, &wasm] {
         assert_eq!(image.config_blob().media_type(), &MediaType::ImageConfig);
-        assert_eq!(
-            image.manifest_blob().media_type(),
-            &MediaType::ImageManifest
-        );
+        assert_eq!(image.manifest_blob().media_type(), &MediaType::ImageManifest);
         let manifest = json(image.manifest_blob().data());
         assert_eq!(manifest["schemaVersion"], 2);
-        assert_eq!(
-            manifest["mediaType"],
-            "application/vnd.oci.image.manifest.v1+json"
-        );
-        assert_eq!(
-            manifest["config"]["mediaType"],
-            "application/vnd.oci.image.config.v1+json"
-        );
+        assert_eq!(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+        assert_eq!(manifest["config"]["mediaType"], "application/vnd.oci.image.config.v1+json");
     }
 }
 
@@ -140,18 +106,12 @@ fn config_names_platform_entrypoint_and_diff_id() {
     let tar_diff_id = sha256_digest(&gunzip(tar.layer_blob().data()));
     // A wasm layer is no filesystem layer: containerd 2.x rejects images whose
     // diff_ids list one.
-    for (image, diff_ids) in [
-        (&tar, serde_json::json!([tar_diff_id])),
-        (&wasm, serde_json::json!([])),
-    ] {
+    for (image, diff_ids) in [(&tar, serde_json::json!([tar_diff_id])), (&wasm, serde_json::json!([]))] {
         let config = json(image.config_blob().data());
         assert_eq!(config["os"], "wasi");
         assert_eq!(config["architecture"], "wasm");
         assert_eq!(config["created"], "2023-11-14T22:13:20Z");
-        assert_eq!(
-            config["config"]["Entrypoint"],
-            serde_json::json!(["/go-hello.wasm"])
-        );
+        assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/go-hello.wasm"]));
         assert_eq!(config["rootfs"]["type"], "layers");
         assert_eq!(config["rootfs"]["diff_ids"], diff_ids);
     }
@@ -162,17 +122,7 @@ fn config_names_platform_entrypoint_and_diff_id() {
 fn tar_layer_holds_the_module_at_the_entrypoint() {
     let image = build(LayerKind::Tar);
     let entries = tar_entries(&gunzip(image.layer_blob().data()));
-    assert_eq!(
-        entries,
-        vec![(
-            "go-hello.wasm".to_owned(),
-            0o755,
-            0,
-            0,
-            1_700_000_000,
-            module()
-        )]
-    );
+    assert_eq!(entries, vec![("go-hello.wasm".to_owned(), 0o755, 0, 0, 1_700_000_000, module())]);
 }
 
 #[test]
@@ -180,10 +130,7 @@ fn nested_entrypoints_get_their_directories() {
     let mut options = options(LayerKind::Tar);
     options.entrypoint = "/app/bin/hello.wasm".into();
     let image = WasmImage::build(&module(), &options).unwrap();
-    let paths: Vec<String> = tar_entries(&gunzip(image.layer_blob().data()))
-        .into_iter()
-        .map(|e| e.0)
-        .collect();
+    let paths: Vec<String> = tar_entries(&gunzip(image.layer_blob().data())).into_iter().map(|e| e.0).collect();
     assert_eq!(paths, ["app/", "app/bin/", "app/bin/hello.wasm"]);
 }
 
@@ -192,26 +139,14 @@ fn env_labels_and_annotations_land_where_they_belong() {
     let mut options = options(LayerKind::Wasm);
     options.env = vec![("GREETING".into(), "hi=there".into())];
     options.labels = BTreeMap::from([("team".into(), "fabricks".into())]);
-    options.annotations = BTreeMap::from([(
-        "org.opencontainers.image.source".into(),
-        "https://example.com/x".into(),
-    )]);
+    options.annotations = BTreeMap::from([("org.opencontainers.image.source".into(), "https://example.com/x".into())]);
     let image = WasmImage::build(&module(), &options).unwrap();
     let config = json(image.config_blob().data());
-    assert_eq!(
-        config["config"]["Env"],
-        serde_json::json!(["GREETING=hi=there"])
-    );
+    assert_eq!(config["config"]["Env"], serde_json::json!(["GREETING=hi=there"]));
     assert_eq!(config["config"]["Labels"]["team"], "fabricks");
     let manifest = json(image.manifest_blob().data());
-    assert_eq!(
-        manifest["annotations"]["org.opencontainers.image.source"],
-        "https://example.com/x"
-    );
-    assert_eq!(
-        manifest["layers"][0]["annotations"]["org.opencontainers.image.title"],
-        "go-hello.wasm"
-    );
+    assert_eq!(manifest["annotations"]["org.opencontainers.image.source"], "https://example.com/x");
+    assert_eq!(manifest["layers"][0]["annotations"]["org.opencontainers.image.title"], "go-hello.wasm");
 }
 
 #[test]
@@ -221,10 +156,7 @@ fn listen_spec_sets_exposed_ports_and_the_label() {
     options.listen = "http=0.0.0.0:8080/tcp,admin=[::1]:9090".parse().unwrap();
     let image = WasmImage::build(&module(), &options).unwrap();
     let config = json(image.config_blob().data());
-    assert_eq!(
-        config["config"]["ExposedPorts"],
-        serde_json::json!({"8080/tcp": {}, "9090/tcp": {}})
-    );
+    assert_eq!(config["config"]["ExposedPorts"], serde_json::json!({"8080/tcp": {}, "9090/tcp": {}}));
     assert_eq!(
         config["config"]["Labels"],
         serde_json::json!({
@@ -233,13 +165,8 @@ fn listen_spec_sets_exposed_ports_and_the_label() {
         })
     );
     // The label parses back to the same spec.
-    let label = config["config"]["Labels"]["fabricks.io/listen"]
-        .as_str()
-        .unwrap();
-    assert_eq!(
-        label.parse::<fabricks_image::ListenSpec>().unwrap(),
-        options.listen
-    );
+    let label = config["config"]["Labels"]["fabricks.io/listen"].as_str().unwrap();
+    assert_eq!(label.parse::<fabricks_image::ListenSpec>().unwrap(), options.listen);
 }
 
 #[test]
@@ -254,9 +181,7 @@ fn the_listen_label_is_not_set_by_hand_next_to_a_spec() {
     let mut options = options(LayerKind::Tar);
     options.listen = "http=8080".parse().unwrap();
     options.labels = BTreeMap::from([("fabricks.io/listen".into(), "http=9090".into())]);
-    let err = WasmImage::build(&module(), &options)
-        .unwrap_err()
-        .to_string();
+    let err = WasmImage::build(&module(), &options).unwrap_err().to_string();
     assert!(err.contains("fabricks.io/listen"), "{err}");
     assert!(err.contains("http=8080"), "{err}");
 }
@@ -266,12 +191,7 @@ fn archive_lists_exactly_the_expected_files() {
     for kind in [LayerKind::Tar, LayerKind::Wasm] {
         let image = build(kind);
         let entries = tar_entries(&archive_bytes(&image));
-        let mut expected = vec![
-            "oci-layout".to_owned(),
-            "index.json".into(),
-            "blobs/".into(),
-            "blobs/sha256/".into(),
-        ];
+        let mut expected = vec!["oci-layout".to_owned(), "index.json".into(), "blobs/".into(), "blobs/sha256/".into()];
         for blob in image.blobs() {
             expected.push(format!("blobs/sha256/{}", blob.digest().digest()));
         }
@@ -282,10 +202,7 @@ fn archive_lists_exactly_the_expected_files() {
                 assert_eq!(sha256_digest(content), format!("sha256:{hex}"), "{path}");
             }
         }
-        assert_eq!(
-            json(&entries[0].5),
-            serde_json::json!({"imageLayoutVersion": "1.0.0"})
-        );
+        assert_eq!(json(&entries[0].5), serde_json::json!({"imageLayoutVersion": "1.0.0"}));
     }
 }
 
@@ -295,38 +212,21 @@ fn index_names_the_image_for_containerd() {
     let entries = tar_entries(&archive_bytes(&image));
     let index = json(&entries[1].5);
     assert_eq!(index["schemaVersion"], 2);
-    assert_eq!(
-        index["mediaType"],
-        "application/vnd.oci.image.index.v1+json"
-    );
+    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
     let manifests = index["manifests"].as_array().unwrap();
     assert_eq!(manifests.len(), 1);
     let manifest = &manifests[0];
-    assert_eq!(
-        manifest["digest"],
-        image.manifest_blob().digest().to_string()
-    );
+    assert_eq!(manifest["digest"], image.manifest_blob().digest().to_string());
     assert_eq!(manifest["size"], image.manifest_blob().data().len());
-    assert_eq!(
-        manifest["platform"],
-        serde_json::json!({"os": "wasi", "architecture": "wasm"})
-    );
-    assert_eq!(
-        manifest["annotations"]["io.containerd.image.name"],
-        "localhost/go-hello:latest"
-    );
-    assert_eq!(
-        manifest["annotations"]["org.opencontainers.image.ref.name"],
-        "latest"
-    );
+    assert_eq!(manifest["platform"], serde_json::json!({"os": "wasi", "architecture": "wasm"}));
+    assert_eq!(manifest["annotations"]["io.containerd.image.name"], "localhost/go-hello:latest");
+    assert_eq!(manifest["annotations"]["org.opencontainers.image.ref.name"], "latest");
 }
 
 #[test]
 fn same_input_gives_the_same_bytes() {
     let many = |prefix: &str| -> BTreeMap<String, String> {
-        (0..32)
-            .map(|i| (format!("{prefix}.{i}"), format!("value {i}")))
-            .collect()
+        (0..32).map(|i| (format!("{prefix}.{i}"), format!("value {i}"))).collect()
     };
     let build_full = |created| {
         let mut options = options(LayerKind::Tar);
@@ -337,15 +237,9 @@ fn same_input_gives_the_same_bytes() {
     };
     let (first, second) = (build_full(1_700_000_000), build_full(1_700_000_000));
     assert_eq!(archive_bytes(&first), archive_bytes(&second));
-    assert_eq!(
-        first.manifest_blob().digest(),
-        second.manifest_blob().digest()
-    );
+    assert_eq!(first.manifest_blob().digest(), second.manifest_blob().digest());
     let later = build_full(1_700_000_001);
-    assert_ne!(
-        first.manifest_blob().digest(),
-        later.manifest_blob().digest()
-    );
+    assert_ne!(first.manifest_blob().digest(), later.manifest_blob().digest());
 }
 
 #[test]
@@ -355,11 +249,7 @@ fn archive_file_matches_the_streamed_archive() {
     let path = dir.path().join("out/go-hello.tar");
     write_archive_file(&image, &path).unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), archive_bytes(&image));
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("out")).unwrap().count(),
-        1,
-        "temporary file left behind"
-    );
+    assert_eq!(std::fs::read_dir(dir.path().join("out")).unwrap().count(), 1, "temporary file left behind");
 }
 
 #[test]
@@ -370,10 +260,7 @@ fn rejects_what_is_not_a_module_or_an_absolute_path() {
         let mut options = options(LayerKind::Tar);
         options.entrypoint = entrypoint.into();
         let err = WasmImage::build(&module(), &options).unwrap_err();
-        assert!(
-            err.to_string().contains("entrypoint"),
-            "{entrypoint}: {err}"
-        );
+        assert!(err.to_string().contains("entrypoint"), "{entrypoint}: {err}");
     }
 }
 
@@ -381,9 +268,5 @@ fn rejects_what_is_not_a_module_or_an_absolute_path() {
 fn layer_kinds_parse_from_their_names() {
     assert_eq!("tar".parse::<LayerKind>().unwrap(), LayerKind::Tar);
     assert_eq!("wasm".parse::<LayerKind>().unwrap(), LayerKind::Wasm);
-    assert!("zip"
-        .parse::<LayerKind>()
-        .unwrap_err()
-        .to_string()
-        .contains("tar"));
+    assert!("zip".parse::<LayerKind>().unwrap_err().to_string().contains("tar"));
 }

@@ -17,17 +17,11 @@ impl Toolchain for DotNet {
     }
 
     fn detect(&self, dir: &Path) -> Result<Option<Project>> {
-        let entries =
-            std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
+        let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
         for entry in entries {
-            let path = entry
-                .with_context(|| format!("listing {}", dir.display()))?
-                .path();
+            let path = entry.with_context(|| format!("listing {}", dir.display()))?.path();
             if path.extension().is_some_and(|ext| ext == "csproj") && path.is_file() {
-                return Ok(Some(Project {
-                    dir: dir.to_owned(),
-                    marker: path,
-                }));
+                return Ok(Some(Project { dir: dir.to_owned(), marker: path }));
             }
         }
         Ok(None)

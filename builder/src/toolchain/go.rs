@@ -19,10 +19,7 @@ impl Toolchain for Go {
 
     fn detect(&self, dir: &Path) -> Result<Option<Project>> {
         let marker = dir.join("go.mod");
-        Ok(marker.is_file().then(|| Project {
-            dir: dir.to_owned(),
-            marker,
-        }))
+        Ok(marker.is_file().then(|| Project { dir: dir.to_owned(), marker }))
     }
 
     fn build(&self, project: &Project, target: Target, out: &Path) -> Result<()> {
@@ -52,10 +49,9 @@ fn go_build(dir: &Path, target: Target, out: &Path) -> Result<Output> {
         Target::Wasi => go.env("GOOS", "wasip1").env("GOARCH", "wasm"),
         // c-shared on wasip1 exports `_initialize` and the //go:wasmexport functions; the
         // tag compiles in the SDK's side of the ABI, which command builds must not import.
-        Target::Reactor => go
-            .args(["-buildmode=c-shared", "-tags", "fabricks_reactor"])
-            .env("GOOS", "wasip1")
-            .env("GOARCH", "wasm"),
+        Target::Reactor => {
+            go.args(["-buildmode=c-shared", "-tags", "fabricks_reactor"]).env("GOOS", "wasip1").env("GOARCH", "wasm")
+        }
         // Static (no cgo), so the image needs no libc; GOARCH stays the host's.
         Target::Native => go.env("GOOS", "linux").env("CGO_ENABLED", "0"),
     };

@@ -59,19 +59,11 @@ static TOOLCHAINS: &[&dyn Toolchain] = &[&go::Go, &dotnet::DotNet];
 pub fn detect(dir: &Path) -> Result<(&'static dyn Toolchain, Project)> {
     for toolchain in TOOLCHAINS {
         if let Some(project) = toolchain.detect(dir)? {
-            log::debug!(
-                "{} is a {} project ({})",
-                dir.display(),
-                toolchain.language(),
-                project.marker.display()
-            );
+            log::debug!("{} is a {} project ({})", dir.display(), toolchain.language(), project.marker.display());
             return Ok((*toolchain, project));
         }
     }
-    let looked_for: Vec<String> = TOOLCHAINS
-        .iter()
-        .map(|t| format!("{} ({})", t.marker(), t.language()))
-        .collect();
+    let looked_for: Vec<String> = TOOLCHAINS.iter().map(|t| format!("{} ({})", t.marker(), t.language())).collect();
     bail!(
         "no project found in {}: looked for {}; point fabricks at a project directory",
         dir.display(),
@@ -95,21 +87,11 @@ mod tests {
     #[test]
     fn csproj_means_dotnet_which_is_not_built_yet() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("Hello.csproj"),
-            "<Project Sdk=\"Microsoft.NET.Sdk\" />\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("Hello.csproj"), "<Project Sdk=\"Microsoft.NET.Sdk\" />\n").unwrap();
         let (toolchain, project) = detect(dir.path()).unwrap();
         assert_eq!(toolchain.language(), ".NET");
-        let err = toolchain
-            .build(&project, Target::Wasi, &dir.path().join("out.wasm"))
-            .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains(".NET support lands in a later release"),
-            "{err}"
-        );
+        let err = toolchain.build(&project, Target::Wasi, &dir.path().join("out.wasm")).unwrap_err();
+        assert!(err.to_string().contains(".NET support lands in a later release"), "{err}");
         assert!(err.to_string().contains("Hello.csproj"), "{err}");
     }
 
@@ -126,9 +108,6 @@ mod tests {
     fn a_go_mod_directory_is_not_a_csproj_match() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("go.mod.csproj")).unwrap();
-        assert!(
-            detect(dir.path()).is_err(),
-            "directories are not project files"
-        );
+        assert!(detect(dir.path()).is_err(), "directories are not project files");
     }
 }

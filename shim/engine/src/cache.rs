@@ -25,8 +25,7 @@ pub struct ModuleCache {
 impl ModuleCache {
     pub(crate) fn new(root: &Path, engine: &wasmtime::Engine) -> Result<Self> {
         let dir = root.join(engine_fingerprint(engine));
-        fs::create_dir_all(&dir)
-            .with_context(|| format!("creating the module cache {}", dir.display()))?;
+        fs::create_dir_all(&dir).with_context(|| format!("creating the module cache {}", dir.display()))?;
         Ok(Self { dir, compiles: Arc::default() })
     }
 
@@ -63,17 +62,15 @@ impl ModuleCache {
         }
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let started = std::time::Instant::now();
-        let compiled = compile(&tmp).and_then(|()| {
-            fs::rename(&tmp, path).with_context(|| format!("storing {}", path.display()))
-        });
+        let compiled =
+            compile(&tmp).and_then(|()| fs::rename(&tmp, path).with_context(|| format!("storing {}", path.display())));
         if let Err(e) = compiled {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
         self.compiles.fetch_add(1, Ordering::Relaxed);
         log::info!("compiled module {} in {:?}", path.display(), started.elapsed());
-        self.try_load(engine, path)
-            .with_context(|| format!("loading freshly compiled {}", path.display()))
+        self.try_load(engine, path).with_context(|| format!("loading freshly compiled {}", path.display()))
     }
 
     /// A cache hit: the evidence that a start did not compile is this log line.

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Context, Result};
 use cap_std::ambient_authority;
+use wasi_common::file::FileAccessMode;
 use wasi_common::pipe::{ReadPipe, WritePipe};
 use wasi_common::sync::WasiCtxBuilder;
-use wasi_common::file::FileAccessMode;
 use wasi_common::{WasiCtx, WasiFile};
 
 use crate::errno::ErrnoDir;
@@ -112,14 +112,13 @@ fn input(stdio: Stdio) -> Box<dyn WasiFile> {
 fn output(stdio: Stdio, keep_copy: bool) -> Result<(Box<dyn WasiFile>, TrapSink)> {
     Ok(match stdio {
         Stdio::Null => (Box::new(WritePipe::new(std::io::sink())), None),
-        Stdio::Inherit if keep_copy => (Box::new(wasi_common::sync::stdio::stderr()), Some(Box::new(std::io::stderr()))),
+        Stdio::Inherit if keep_copy => {
+            (Box::new(wasi_common::sync::stdio::stderr()), Some(Box::new(std::io::stderr())))
+        }
         Stdio::Inherit => (Box::new(wasi_common::sync::stdio::stdout()), None),
         Stdio::File(f) => {
-            let copy: TrapSink = if keep_copy {
-                Some(Box::new(f.try_clone().context("duplicating the stderr handle")?))
-            } else {
-                None
-            };
+            let copy: TrapSink =
+                if keep_copy { Some(Box::new(f.try_clone().context("duplicating the stderr handle")?)) } else { None };
             (wasi_file(f), copy)
         }
     })

@@ -107,7 +107,10 @@ impl Engine {
                 return Ok((module, pin));
             }
         }
-        anyhow::bail!("the compiled module kept disappearing from {}: is another process deleting it?", self.cache.dir().display())
+        anyhow::bail!(
+            "the compiled module kept disappearing from {}: is another process deleting it?",
+            self.cache.dir().display()
+        )
     }
 
     pub fn cache(&self) -> &ModuleCache {

@@ -112,7 +112,8 @@ impl Engine {
     /// Whether `module` is a command or a reactor; neither is an error saying what to build.
     pub fn module_kind(&self, module: &Module, program: &str) -> Result<ModuleKind> {
         let exports = |name| module.get_export(name).and_then(|e| e.func().cloned());
-        let no_args = |f: Option<wasmtime::FuncType>| f.is_some_and(|f| f.params().len() == 0 && f.results().len() == 0);
+        let no_args =
+            |f: Option<wasmtime::FuncType>| f.is_some_and(|f| f.params().len() == 0 && f.results().len() == 0);
         if no_args(exports("_start")) {
             return Ok(ModuleKind::Command);
         }

@@ -57,7 +57,11 @@ impl ModuleCache {
             return Ok(());
         }
         // One short append per line: concurrent writers do not interleave within it.
-        let mut file = OpenOptions::new().create(true).append(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
         writeln!(file, "{line}").with_context(|| format!("writing {}", path.display()))
     }
 

@@ -181,10 +181,8 @@ fn the_guest_sees_its_preopened_directory() {
             (call $exit (call $open (i32.const 3) (i32.const 0) (i32.const 16) (i32.const 4)
                 (i32.const 1) (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 64)))))"#,
     );
-    let cmd = Command {
-        dirs: vec![fabricks_engine::Preopen { host: dir.path().into(), guest: "/".into() }],
-        ..command()
-    };
+    let cmd =
+        Command { dirs: vec![fabricks_engine::Preopen { host: dir.path().into(), guest: "/".into() }], ..command() };
     assert_eq!(run(&engine, &wasm, cmd), 0);
     assert!(dir.path().join("made").exists());
 }

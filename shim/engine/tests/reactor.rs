@@ -136,7 +136,11 @@ fn a_call_past_its_deadline_ends_as_a_timeout() {
             }
         })
     };
-    let err = instance.handle(b"GET\n/\nHTTP/1.1\nx", Box::new(Recorded::default()), Instant::now() + Duration::from_millis(50));
+    let err = instance.handle(
+        b"GET\n/\nHTTP/1.1\nx",
+        Box::new(Recorded::default()),
+        Instant::now() + Duration::from_millis(50),
+    );
     done.store(true, Ordering::SeqCst);
     ticker.join().unwrap();
     assert!(matches!(err, Err(CallError::Timeout)), "{err:?}");
@@ -151,7 +155,11 @@ fn a_hard_stop_ends_a_running_call() {
         std::thread::sleep(Duration::from_millis(20));
         stop.stop(SIGKILL);
     });
-    let err = instance.handle(b"GET\n/\nHTTP/1.1\nx", Box::new(Recorded::default()), Instant::now() + Duration::from_secs(3600));
+    let err = instance.handle(
+        b"GET\n/\nHTTP/1.1\nx",
+        Box::new(Recorded::default()),
+        Instant::now() + Duration::from_secs(3600),
+    );
     killer.join().unwrap();
     assert!(matches!(err, Err(CallError::Stopped(9))), "{err:?}");
 }

@@ -18,7 +18,12 @@ use crate::pool::{Failure, Pool};
 
 pub type ResponseBody = BoxBody<Bytes, std::io::Error>;
 
-pub async fn dispatch(pool: Arc<Pool>, timeout: Duration, request: Request<Incoming>, remote: SocketAddr) -> Response<ResponseBody> {
+pub async fn dispatch(
+    pool: Arc<Pool>,
+    timeout: Duration,
+    request: Request<Incoming>,
+    remote: SocketAddr,
+) -> Response<ResponseBody> {
     let Some(permit) = pool.acquire().await else {
         log::warn!("all instances busy and the queue full: 503 for {} {}", request.method(), request.uri());
         let mut busy = plain(StatusCode::SERVICE_UNAVAILABLE, "all instances are busy; retry shortly\n");
@@ -41,7 +46,9 @@ pub async fn dispatch(pool: Arc<Pool>, timeout: Duration, request: Request<Incom
         Ok(Err(Failure::Call(CallError::Timeout))) => {
             plain(StatusCode::GATEWAY_TIMEOUT, &format!("the request took longer than {}s\n", timeout.as_secs()))
         }
-        Ok(Err(err)) => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("the module failed: {}\n", failure_text(&err))),
+        Ok(Err(err)) => {
+            plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("the module failed: {}\n", failure_text(&err)))
+        }
         Ok(Ok(())) => plain(StatusCode::INTERNAL_SERVER_ERROR, "the module sent no valid response\n"),
         Err(join) => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("the request's worker failed: {join}\n")),
     }

@@ -147,7 +147,10 @@ impl Exchange for HyperExchange {
 
 fn split_header(line: &[u8]) -> Result<(HeaderName, HeaderValue)> {
     let text = String::from_utf8_lossy(line);
-    let colon = line.iter().position(|&b| b == b':').with_context(|| format!("the module sent the header line {text:?} without a colon"))?;
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .with_context(|| format!("the module sent the header line {text:?} without a colon"))?;
     let name = HeaderName::from_bytes(&line[..colon]).with_context(|| format!("bad header name in {text:?}"))?;
     let value = trim_start(&line[colon + 1..]);
     let value = HeaderValue::from_bytes(value).with_context(|| format!("bad header value in {text:?}"))?;

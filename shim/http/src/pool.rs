@@ -33,7 +33,9 @@ impl Pool {
     /// create time in the shim) rather than on the first request.
     pub fn new(reactor: Reactor, settings: &Settings) -> Result<Self> {
         let idle = (0..settings.instances)
-            .map(|i| reactor.instantiate().with_context(|| format!("preparing instance {} of {}", i + 1, settings.instances)))
+            .map(|i| {
+                reactor.instantiate().with_context(|| format!("preparing instance {} of {}", i + 1, settings.instances))
+            })
             .collect::<Result<Vec<_>>>()?;
         log::info!("{}: {} instances ready", reactor.program(), idle.len());
         Ok(Self {

@@ -73,7 +73,13 @@ async fn accept_all(
     Ok(Arc::into_inner(graceful).expect("accept loops ended"))
 }
 
-async fn accept(listener: TcpListener, pool: Arc<Pool>, timeout: Duration, graceful: Arc<GracefulShutdown>, mut stop: watch::Receiver<bool>) {
+async fn accept(
+    listener: TcpListener,
+    pool: Arc<Pool>,
+    timeout: Duration,
+    graceful: Arc<GracefulShutdown>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let (stream, remote) = tokio::select! {
             _ = stopped(&mut stop) => return,
@@ -118,4 +124,3 @@ async fn tick(reactor: Reactor) {
         reactor.tick();
     }
 }
-

@@ -42,9 +42,10 @@ impl Settings {
     ) -> Result<Self> {
         let number = |annotation: &str, env: &str| -> Result<Option<usize>> {
             let Some(text) = setting(annotation, env) else { return Ok(None) };
-            let n: usize = text.trim().parse().with_context(|| {
-                format!("{annotation} / {env} = {text:?}: expected a whole number")
-            })?;
+            let n: usize = text
+                .trim()
+                .parse()
+                .with_context(|| format!("{annotation} / {env} = {text:?}: expected a whole number"))?;
             Ok(Some(n))
         };
         let instances = match number(ANNOTATION_INSTANCES, ENV_INSTANCES)? {
@@ -124,7 +125,9 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        for (key, value) in [(ENV_INSTANCES, "0"), (ENV_INSTANCES, "two"), (ENV_TIMEOUT, "0"), (ENV_INSTANCE_MEMORY, "5MB")] {
+        for (key, value) in
+            [(ENV_INSTANCES, "0"), (ENV_INSTANCES, "two"), (ENV_TIMEOUT, "0"), (ENV_INSTANCE_MEMORY, "5MB")]
+        {
             let err = format!("{:#}", resolve(&[(key, value)], None, None).unwrap_err());
             assert!(err.contains(key), "{err}");
         }

@@ -14,9 +14,7 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let file = args.next().context("usage: set-keys FILE KEY=VALUE...")?;
     let text = std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
-    let mut doc: DocumentMut = text
-        .parse()
-        .with_context(|| format!("{file} is not TOML"))?;
+    let mut doc: DocumentMut = text.parse().with_context(|| format!("{file} is not TOML"))?;
     for assignment in args {
         set(&mut doc, &assignment).with_context(|| format!("setting {assignment}"))?;
     }

@@ -11,8 +11,7 @@ pub const RUNTIME_TYPE: &str = "io.containerd.fabricks.v1";
 /// Pod and container annotations CRI passes on to the shim (e.g. `fabricks.io/listen`).
 pub const ANNOTATIONS: &str = "fabricks.io/*";
 /// Written above our table so whoever reads the config knows where it came from.
-const MARK: &str =
-    "# Added by fabricks-node-installer; `fabricks-node-installer uninstall` removes it.";
+const MARK: &str = "# Added by fabricks-node-installer; `fabricks-node-installer uninstall` removes it.";
 
 /// The config schema, which decides where CRI's runtimes live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +61,9 @@ impl Schema {
 /// Parses `text`; `what` names it in the error (a path).
 pub fn parse(text: &str, what: &str) -> Result<DocumentMut> {
     text.parse::<DocumentMut>().with_context(|| {
-        format!("{what} is not valid TOML, so containerd cannot read it either; fix it and run again (nothing was changed)")
+        format!(
+            "{what} is not valid TOML, so containerd cannot read it either; fix it and run again (nothing was changed)"
+        )
     })
 }
 
@@ -100,12 +101,7 @@ fn is_ours(item: &Item) -> bool {
     };
     let strings = |key: &str| -> Option<Vec<String>> {
         let array = table.get(key)?.as_array()?;
-        Some(
-            array
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-        )
+        Some(array.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
     };
     let ours = Some(vec![ANNOTATIONS.to_owned()]);
     table.get("runtime_type").and_then(Item::as_str) == Some(RUNTIME_TYPE)
@@ -173,8 +169,7 @@ pub fn containerd_major(version_output: &str) -> Option<u64> {
     version_output.split_whitespace().skip(1).find_map(|word| {
         let word = word.strip_prefix('v').unwrap_or(word);
         let (major, rest) = word.split_once('.')?;
-        rest.starts_with(|c: char| c.is_ascii_digit())
-            .then_some(())?;
+        rest.starts_with(|c: char| c.is_ascii_digit()).then_some(())?;
         major.parse().ok()
     })
 }
@@ -200,31 +195,17 @@ root = "/var/lib/containerd"
     fn runtime_of(text: &str, plugin: &str) -> Option<String> {
         let doc = parse(text, "t").unwrap();
         let t = &doc["plugins"][plugin]["containerd"]["runtimes"][RUNTIME_NAME];
-        t.get("runtime_type")
-            .and_then(Item::as_str)
-            .map(str::to_owned)
+        t.get("runtime_type").and_then(Item::as_str).map(str::to_owned)
     }
 
     #[test]
     fn adds_to_version_2_keeping_everything_else() {
         let out = add_runtime(V2, "t").unwrap();
         assert!(out.starts_with(V2), "the original text is a prefix:\n{out}");
-        assert_eq!(
-            runtime_of(&out, "io.containerd.grpc.v1.cri").as_deref(),
-            Some(RUNTIME_TYPE)
-        );
+        assert_eq!(runtime_of(&out, "io.containerd.grpc.v1.cri").as_deref(), Some(RUNTIME_TYPE));
         let doc = parse(&out, "t").unwrap();
-        let ours =
-            &doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["fabricks"];
-        assert_eq!(
-            ours["pod_annotations"]
-                .as_array()
-                .unwrap()
-                .get(0)
-                .unwrap()
-                .as_str(),
-            Some(ANNOTATIONS)
-        );
+        let ours = &doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["fabricks"];
+        assert_eq!(ours["pod_annotations"].as_array().unwrap().get(0).unwrap().as_str(), Some(ANNOTATIONS));
         assert_eq!(ours["container_annotations"].as_array().unwrap().len(), 1);
         assert!(out.contains(MARK));
     }
@@ -243,13 +224,9 @@ root = "/var/lib/containerd"
 
     #[test]
     fn version_3_uses_the_cri_runtime_plugin() {
-        let text =
-            "version = 3\n\n[plugins.'io.containerd.cri.v1.images']\n  snapshotter = 'overlayfs'\n";
+        let text = "version = 3\n\n[plugins.'io.containerd.cri.v1.images']\n  snapshotter = 'overlayfs'\n";
         let out = add_runtime(text, "t").unwrap();
-        assert_eq!(
-            runtime_of(&out, "io.containerd.cri.v1.runtime").as_deref(),
-            Some(RUNTIME_TYPE)
-        );
+        assert_eq!(runtime_of(&out, "io.containerd.cri.v1.runtime").as_deref(), Some(RUNTIME_TYPE));
         assert!(out.starts_with(text));
         assert_eq!(remove_runtime(&out, "t").unwrap(), text);
     }
@@ -263,10 +240,7 @@ root = "/var/lib/containerd"
     #[test]
     fn empty_minimal_config_gets_the_whole_path() {
         let out = add_runtime(&Schema::V3.minimal_config(), "t").unwrap();
-        assert!(
-            out.contains("[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.fabricks]"),
-            "{out}"
-        );
+        assert!(out.contains("[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.fabricks]"), "{out}");
         assert_eq!(remove_runtime(&out, "t").unwrap(), "version = 3\n");
     }
 
@@ -275,21 +249,14 @@ root = "/var/lib/containerd"
         let text = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.fabricks]\n  runtime_type = \"io.containerd.other.v1\"\n";
         assert_eq!(remove_runtime(text, "t").unwrap(), text);
         let out = add_runtime(text, "t").unwrap();
-        assert_eq!(
-            runtime_of(&out, "io.containerd.grpc.v1.cri").as_deref(),
-            Some(RUNTIME_TYPE)
-        );
+        assert_eq!(runtime_of(&out, "io.containerd.grpc.v1.cri").as_deref(), Some(RUNTIME_TYPE));
     }
 
     #[test]
     fn invalid_toml_is_an_error_naming_the_file() {
-        let err =
-            add_runtime("version = 2\n[plugins\n", "/etc/containerd/config.toml").unwrap_err();
+        let err = add_runtime("version = 2\n[plugins\n", "/etc/containerd/config.toml").unwrap_err();
         let msg = format!("{err:#}");
-        assert!(
-            msg.contains("/etc/containerd/config.toml is not valid TOML"),
-            "{msg}"
-        );
+        assert!(msg.contains("/etc/containerd/config.toml is not valid TOML"), "{msg}");
         assert!(msg.contains("nothing was changed"), "{msg}");
     }
 
@@ -302,31 +269,14 @@ root = "/var/lib/containerd"
     #[test]
     fn inline_plugins_table_is_an_error() {
         let err = add_runtime("version = 2\nplugins = { x = 1 }\n", "c.toml").unwrap_err();
-        assert!(
-            format!("{err:#}").contains("`plugins` is not a table"),
-            "{err:#}"
-        );
+        assert!(format!("{err:#}").contains("`plugins` is not a table"), "{err:#}");
     }
 
     #[test]
     fn containerd_versions() {
-        assert_eq!(
-            containerd_major(
-                "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1"
-            ),
-            Some(1)
-        );
-        assert_eq!(
-            containerd_major("containerd github.com/containerd/containerd/v2 v2.4.2 abc"),
-            Some(2)
-        );
-        assert_eq!(
-            containerd_major("containerd containerd.io 1.7.27 05044ec0a9a"),
-            Some(1)
-        );
-        assert_eq!(
-            containerd_major("bash: containerd: command not found"),
-            None
-        );
+        assert_eq!(containerd_major("containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1"), Some(1));
+        assert_eq!(containerd_major("containerd github.com/containerd/containerd/v2 v2.4.2 abc"), Some(2));
+        assert_eq!(containerd_major("containerd containerd.io 1.7.27 05044ec0a9a"), Some(1));
+        assert_eq!(containerd_major("bash: containerd: command not found"), None);
     }
 }

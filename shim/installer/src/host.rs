@@ -48,10 +48,7 @@ impl Host {
             });
         }
         let out = command.output().with_context(|| {
-            format!(
-                "running `containerd --version` in {}; pass --containerd-version instead",
-                self.root.display()
-            )
+            format!("running `containerd --version` in {}; pass --containerd-version instead", self.root.display())
         })?;
         let text = String::from_utf8_lossy(&out.stdout);
         match config::containerd_major(&text) {

@@ -79,18 +79,10 @@ pub fn created_marker(path: &Path) -> PathBuf {
 pub fn read_optional(path: &Path) -> Result<Option<String>> {
     match fs::read(path) {
         Ok(bytes) => String::from_utf8(bytes).map(Some).with_context(|| {
-            format!(
-                "{} is not UTF-8 text; fix it and run again (nothing was changed)",
-                path.display()
-            )
+            format!("{} is not UTF-8 text; fix it and run again (nothing was changed)", path.display())
         }),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| {
-            format!(
-                "reading {}; is the host's root mounted read-write?",
-                path.display()
-            )
-        }),
+        Err(e) => Err(e).with_context(|| format!("reading {}; is the host's root mounted read-write?", path.display())),
     }
 }
 
@@ -99,16 +91,10 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
 pub fn write_atomic(path: &Path, data: &[u8], default_mode: u32) -> Result<()> {
     let dir = path.parent().context("a file path has a parent")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mode = fs::metadata(path)
-        .map(|m| m.permissions().mode())
-        .unwrap_or(default_mode);
+    let mode = fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(default_mode);
     let temp = with_suffix(path, ".fabricks-new");
-    fs::write(&temp, data).with_context(|| {
-        format!(
-            "writing {}; is the host's root mounted read-write?",
-            temp.display()
-        )
-    })?;
+    fs::write(&temp, data)
+        .with_context(|| format!("writing {}; is the host's root mounted read-write?", temp.display()))?;
     fs::set_permissions(&temp, fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting the mode of {}", temp.display()))?;
     fs::rename(&temp, path).with_context(|| format!("moving {} into place", path.display()))
@@ -181,7 +167,9 @@ pub fn revert(path: &Path, edit: &dyn Edit) -> Result<bool> {
         },
         (_, Some(cur)) => {
             if original.is_some() {
-                log::warn!("{what} changed since the install: removing only the fabricks runtime, the rest stays as it is now");
+                log::warn!(
+                    "{what} changed since the install: removing only the fabricks runtime, the rest stays as it is now"
+                );
             }
             Some(edit.remove(cur, &what)?)
         }
@@ -212,10 +200,7 @@ fn made_from(edit: &dyn Edit, original: &Original, current: &str, what: &str) ->
 /// Replaced by rename: running shims keep executing the old file (no ETXTBSY).
 pub fn copy_binary(src: &Path, dest: &Path) -> Result<bool> {
     let new = fs::read(src).with_context(|| {
-        format!(
-            "reading the shim binary {}; the installer image ships it there (or pass --shim)",
-            src.display()
-        )
+        format!("reading the shim binary {}; the installer image ships it there (or pass --shim)", src.display())
     })?;
     if fs::read(dest).is_ok_and(|old| old == new) {
         return Ok(false);
@@ -235,12 +220,11 @@ pub fn remove_binary(dest: &Path) -> Result<bool> {
 mod tests {
     use super::*;
 
-    const ORIGINAL: &str = "# ops\nversion = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"pause:3.9\"\n";
+    const ORIGINAL: &str =
+        "# ops\nversion = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"pause:3.9\"\n";
 
     fn config_edit() -> ConfigEdit {
-        ConfigEdit {
-            new_schema: Schema::V2,
-        }
+        ConfigEdit { new_schema: Schema::V2 }
     }
 
     #[test]
@@ -251,23 +235,14 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         assert!(apply(&path, &config_edit()).unwrap());
         let once = fs::read_to_string(&path).unwrap();
-        assert!(
-            !apply(&path, &config_edit()).unwrap(),
-            "second run changes nothing"
-        );
+        assert!(!apply(&path, &config_edit()).unwrap(), "second run changes nothing");
         assert_eq!(fs::read_to_string(&path).unwrap(), once);
         assert_eq!(fs::read_to_string(backup_path(&path)).unwrap(), ORIGINAL);
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o640
-        );
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
         assert!(revert(&path, &config_edit()).unwrap());
         assert_eq!(fs::read_to_string(&path).unwrap(), ORIGINAL);
         assert!(!backup_path(&path).exists());
-        assert!(
-            !revert(&path, &config_edit()).unwrap(),
-            "second revert changes nothing"
-        );
+        assert!(!revert(&path, &config_edit()).unwrap(), "second revert changes nothing");
     }
 
     #[test]
@@ -276,36 +251,23 @@ mod tests {
         let path = dir.path().join("config.toml");
         fs::write(&path, ORIGINAL).unwrap();
         apply(&path, &config_edit()).unwrap();
-        let edited = fs::read_to_string(&path)
-            .unwrap()
-            .replace("pause:3.9", "pause:3.10");
+        let edited = fs::read_to_string(&path).unwrap().replace("pause:3.9", "pause:3.10");
         fs::write(&path, &edited).unwrap();
         revert(&path, &config_edit()).unwrap();
-        assert_eq!(
-            fs::read_to_string(&path).unwrap(),
-            ORIGINAL.replace("pause:3.9", "pause:3.10")
-        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), ORIGINAL.replace("pause:3.9", "pause:3.10"));
     }
 
     #[test]
     fn missing_config_is_created_and_removed_again() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("etc/containerd/config.toml");
-        let edit = ConfigEdit {
-            new_schema: Schema::V3,
-        };
+        let edit = ConfigEdit { new_schema: Schema::V3 };
         assert!(apply(&path, &edit).unwrap());
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("version = 3\n"), "{text}");
         assert!(created_marker(&path).exists());
         // Uninstall does not know the schema the file was created with: the marker does.
-        assert!(revert(
-            &path,
-            &ConfigEdit {
-                new_schema: Schema::V2
-            }
-        )
-        .unwrap());
+        assert!(revert(&path, &ConfigEdit { new_schema: Schema::V2 }).unwrap());
         assert!(!path.exists() && !created_marker(&path).exists());
     }
 
@@ -316,10 +278,7 @@ mod tests {
         fs::write(&path, "version = 2\n[plugins\n").unwrap();
         let err = apply(&path, &config_edit()).unwrap_err();
         assert!(format!("{err:#}").contains("is not valid TOML"));
-        assert_eq!(
-            fs::read_to_string(&path).unwrap(),
-            "version = 2\n[plugins\n"
-        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), "version = 2\n[plugins\n");
         assert!(!backup_path(&path).exists(), "no backup of a refused file");
     }
 
@@ -342,10 +301,7 @@ mod tests {
         fs::write(&src, b"\x7fELF shim").unwrap();
         assert!(copy_binary(&src, &dest).unwrap());
         assert!(!copy_binary(&src, &dest).unwrap());
-        assert_eq!(
-            fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
-            0o755
-        );
+        assert_eq!(fs::metadata(&dest).unwrap().permissions().mode() & 0o777, 0o755);
         assert!(remove_binary(&dest).unwrap());
         assert!(!remove_binary(&dest).unwrap());
     }

@@ -29,10 +29,7 @@ impl Distro {
 
     /// Host path of the directory holding the generated config and its templates.
     pub fn config_dir(self) -> PathBuf {
-        PathBuf::from(format!(
-            "/var/lib/rancher/{}/agent/etc/containerd",
-            self.name()
-        ))
+        PathBuf::from(format!("/var/lib/rancher/{}/agent/etc/containerd", self.name()))
     }
 
     /// Units that run containerd on such a node: server first, then agent.
@@ -45,9 +42,7 @@ impl Distro {
 
     /// Which distro owns `config` (a host path), if any.
     pub fn owning(config: &Path) -> Option<Distro> {
-        [Distro::K3s, Distro::Rke2]
-            .into_iter()
-            .find(|d| config.starts_with(d.config_dir()))
+        [Distro::K3s, Distro::Rke2].into_iter().find(|d| config.starts_with(d.config_dir()))
     }
 }
 
@@ -64,17 +59,9 @@ pub fn block(schema: Schema) -> String {
     let mut table = toml_edit::DocumentMut::new();
     let plugin = table.as_table_mut();
     let path = [schema.cri_plugin(), "containerd", "runtimes"];
-    let mut parent = plugin
-        .entry("plugins")
-        .or_insert(implicit())
-        .as_table_mut()
-        .expect("new table");
+    let mut parent = plugin.entry("plugins").or_insert(implicit()).as_table_mut().expect("new table");
     for key in path {
-        parent = parent
-            .entry(key)
-            .or_insert(implicit())
-            .as_table_mut()
-            .expect("new table");
+        parent = parent.entry(key).or_insert(implicit()).as_table_mut().expect("new table");
     }
     let mut ours = config::runtime_table();
     ours.decor_mut().clear();
@@ -112,9 +99,7 @@ pub fn remove_block(text: &str) -> String {
     if end < start {
         return text.to_owned();
     }
-    let after = text[end + END.len()..]
-        .strip_prefix('\n')
-        .unwrap_or(&text[end + END.len()..]);
+    let after = text[end + END.len()..].strip_prefix('\n').unwrap_or(&text[end + END.len()..]);
     let before = text[..start].strip_suffix("\n\n").map(|b| format!("{b}\n"));
     before.unwrap_or_else(|| text[..start].to_owned()) + after
 }
@@ -135,27 +120,17 @@ mod tests {
     fn new_template_is_base_plus_block() {
         let out = add_block(BASE, Schema::V2);
         assert!(out.starts_with(BASE));
-        assert!(
-            out.contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.fabricks]"),
-            "{out}"
-        );
+        assert!(out.contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.fabricks]"), "{out}");
         assert!(out.contains("runtime_type = \"io.containerd.fabricks.v1\""));
         assert!(out.contains("pod_annotations = [\"fabricks.io/*\"]"));
-        assert_eq!(
-            add_block(&out, Schema::V2),
-            out,
-            "second add changes nothing"
-        );
+        assert_eq!(add_block(&out, Schema::V2), out, "second add changes nothing");
         assert_eq!(remove_block(&out), BASE);
     }
 
     #[test]
     fn v3_template_uses_the_cri_runtime_plugin() {
         let out = add_block(BASE, Schema::V3);
-        assert!(
-            out.contains("[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.fabricks]"),
-            "{out}"
-        );
+        assert!(out.contains("[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.fabricks]"), "{out}");
     }
 
     #[test]
@@ -165,14 +140,8 @@ mod tests {
         let rendered = add_block(BASE, Schema::V2).replace(BASE, base);
         let doc = config::parse(&rendered, "rendered").unwrap();
         let runtimes = &doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
-        assert_eq!(
-            runtimes["fabricks"]["runtime_type"].as_str(),
-            Some(config::RUNTIME_TYPE)
-        );
-        assert_eq!(
-            runtimes["runc"]["runtime_type"].as_str(),
-            Some("io.containerd.runc.v2")
-        );
+        assert_eq!(runtimes["fabricks"]["runtime_type"].as_str(), Some(config::RUNTIME_TYPE));
+        assert_eq!(runtimes["runc"]["runtime_type"].as_str(), Some("io.containerd.runc.v2"));
     }
 
     #[test]
@@ -197,18 +166,12 @@ mod tests {
         assert_eq!(Distro::owning(k3s), Some(Distro::K3s));
         let rke2 = Path::new("/var/lib/rancher/rke2/agent/etc/containerd/config.toml");
         assert_eq!(Distro::owning(rke2), Some(Distro::Rke2));
-        assert_eq!(
-            Distro::owning(Path::new("/etc/containerd/config.toml")),
-            None
-        );
+        assert_eq!(Distro::owning(Path::new("/etc/containerd/config.toml")), None);
     }
 
     #[test]
     fn schema_of_the_generated_config() {
-        assert_eq!(
-            generated_schema(Some("version = 3\n"), "c").unwrap(),
-            Some(Schema::V3)
-        );
+        assert_eq!(generated_schema(Some("version = 3\n"), "c").unwrap(), Some(Schema::V3));
         assert_eq!(generated_schema(None, "c").unwrap(), None);
         assert!(generated_schema(Some("version = [\n"), "c").is_err());
     }

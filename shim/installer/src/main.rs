@@ -22,10 +22,7 @@ const SHIM_NAME: &str = "containerd-shim-fabricks-v1";
 const LABEL_VALUE: &str = "installed";
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "Installs the Fabricks containerd shim on a Kubernetes node"
-)]
+#[command(version, about = "Installs the Fabricks containerd shim on a Kubernetes node")]
 struct Cli {
     #[command(subcommand)]
     command: Action,
@@ -105,9 +102,7 @@ fn main() {
 }
 
 fn install(o: &Options) -> Result<()> {
-    let host = Host {
-        root: o.host_root.clone(),
-    };
+    let host = Host { root: o.host_root.clone() };
     let mut changes = Vec::new();
     let shim = o.bin_dir.join(SHIM_NAME);
     if install::copy_binary(&o.shim, &host.path(&shim))? {
@@ -116,10 +111,7 @@ fn install(o: &Options) -> Result<()> {
     let target = install_target(&host, o)?;
     let config_changed = install::apply(&host.path(&target.path), target.edit.as_ref())?;
     if config_changed {
-        changes.push(format!(
-            "registered runtime `fabricks` in {}",
-            target.path.display()
-        ));
+        changes.push(format!("registered runtime `fabricks` in {}", target.path.display()));
     }
     let config = host.config_path(o.config.as_deref());
     restart_if_owed(&host, o, &config, config_changed, &mut changes)?;
@@ -132,9 +124,7 @@ fn install(o: &Options) -> Result<()> {
 }
 
 fn uninstall(o: &Options) -> Result<()> {
-    let host = Host {
-        root: o.host_root.clone(),
-    };
+    let host = Host { root: o.host_root.clone() };
     let mut changes = Vec::new();
     // The label first: no new fabricks pod lands here while the runtime goes away.
     if let Some(node) = &o.node_name {
@@ -168,10 +158,7 @@ fn install_target(host: &Host, o: &Options) -> Result<Target> {
             Some(_) => Schema::V2, // unused: the file's own version decides
             None => Schema::for_containerd_major(containerd_major(host, o)?),
         };
-        return Ok(Target {
-            path: config,
-            edit: Box::new(ConfigEdit { new_schema }),
-        });
+        return Ok(Target { path: config, edit: Box::new(ConfigEdit { new_schema }) });
     };
     let what = config.display().to_string();
     let generated = install::read_optional(&host.path(&config))?;
@@ -179,15 +166,8 @@ fn install_target(host: &Host, o: &Options) -> Result<Target> {
         Some(schema) => schema,
         None => Schema::for_containerd_major(containerd_major(host, o)?),
     };
-    log::info!(
-        "{} node: containerd config schema {}",
-        distro.name(),
-        schema.version()
-    );
-    Ok(Target {
-        path: template_path(&config, schema),
-        edit: Box::new(TemplateEdit { schema }),
-    })
+    log::info!("{} node: containerd config schema {}", distro.name(), schema.version());
+    Ok(Target { path: template_path(&config, schema), edit: Box::new(TemplateEdit { schema }) })
 }
 
 /// What uninstall reverts: the config, or every template we may have written.
@@ -195,19 +175,11 @@ fn uninstall_targets(host: &Host, o: &Options) -> Vec<Target> {
     let config = host.config_path(o.config.as_deref());
     if Distro::owning(&config).is_none() {
         // The schema only matters for a missing file, which revert never creates.
-        return vec![Target {
-            path: config,
-            edit: Box::new(ConfigEdit {
-                new_schema: Schema::V2,
-            }),
-        }];
+        return vec![Target { path: config, edit: Box::new(ConfigEdit { new_schema: Schema::V2 }) }];
     }
     [Schema::V2, Schema::V3]
         .into_iter()
-        .map(|schema| Target {
-            path: template_path(&config, schema),
-            edit: Box::new(TemplateEdit { schema }),
-        })
+        .map(|schema| Target { path: template_path(&config, schema), edit: Box::new(TemplateEdit { schema }) })
         .collect()
 }
 
@@ -224,13 +196,7 @@ fn containerd_major(host: &Host, o: &Options) -> Result<u64> {
 
 /// Restarts containerd if this run changed its config (`changed`) or an earlier run changed it
 /// and failed to restart (the marker beside `config`, a host path, says so).
-fn restart_if_owed(
-    host: &Host,
-    o: &Options,
-    config: &Path,
-    changed: bool,
-    changes: &mut Vec<String>,
-) -> Result<()> {
+fn restart_if_owed(host: &Host, o: &Options, config: &Path, changed: bool, changes: &mut Vec<String>) -> Result<()> {
     let marker = host.path(&install::restart_marker(config));
     let owed = marker.exists();
     if !changed && !owed {
@@ -250,10 +216,7 @@ fn restart_if_owed(
         false => o.units.iter().map(String::as_str).collect(),
     };
     restart::restart(&units).with_context(|| {
-        format!(
-            "restarting containerd; the next run retries (until then {} stays)",
-            marker.display()
-        )
+        format!("restarting containerd; the next run retries (until then {} stays)", marker.display())
     })?;
     install::remove_if_present(&marker)?;
     changes.push(if changed {

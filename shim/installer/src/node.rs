@@ -10,8 +10,7 @@ const ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// Sets `key=value` on `node`, or removes `key` when `value` is `None`.
 pub fn set_label(node: &str, key: &str, value: Option<&str>) -> Result<()> {
-    let patch =
-        json!({ "metadata": { "labels": { key: value.map_or(Value::Null, Value::from) } } });
+    let patch = json!({ "metadata": { "labels": { key: value.map_or(Value::Null, Value::from) } } });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -23,22 +22,14 @@ async fn patch_node(node: &str, patch: &Value) -> Result<()> {
     let host = std::env::var("KUBERNETES_SERVICE_HOST")
         .context("KUBERNETES_SERVICE_HOST is not set: outside a pod, pass no --node-name (no label is set then)")?;
     let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
-    let token = fs::read_to_string(format!("{ACCOUNT}/token")).with_context(|| {
-        format!("reading {ACCOUNT}/token; does the pod mount its service account token?")
-    })?;
-    let ca = fs::read(format!("{ACCOUNT}/ca.crt"))
-        .with_context(|| format!("reading {ACCOUNT}/ca.crt"))?;
+    let token = fs::read_to_string(format!("{ACCOUNT}/token"))
+        .with_context(|| format!("reading {ACCOUNT}/token; does the pod mount its service account token?"))?;
+    let ca = fs::read(format!("{ACCOUNT}/ca.crt")).with_context(|| format!("reading {ACCOUNT}/ca.crt"))?;
     let client = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&ca).context("parsing the API server's CA")?,
-        )
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).context("parsing the API server's CA")?)
         .build()
         .context("building the API client")?;
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host
-    };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
     let url = format!("https://{host}:{port}/api/v1/nodes/{node}");
     let response = client
         .patch(&url)

@@ -11,9 +11,8 @@ use std::process::{Command, Output};
 
 /// Runs `script` with the host's `/bin/sh` in the host's mount namespace.
 fn host_sh(script: &str) -> Result<Output> {
-    let ns = File::open("/proc/1/ns/mnt").context(
-        "opening /proc/1/ns/mnt; the installer pod needs hostPID: true and privileged: true",
-    )?;
+    let ns = File::open("/proc/1/ns/mnt")
+        .context("opening /proc/1/ns/mnt; the installer pod needs hostPID: true and privileged: true")?;
     let mut command = Command::new("/bin/sh");
     command.args(["-c", script]);
     // SAFETY: between fork and exec only async-signal-safe calls (setns, chdir) run.
@@ -23,9 +22,7 @@ fn host_sh(script: &str) -> Result<Output> {
             nix::unistd::chdir("/").map_err(std::io::Error::from)
         });
     }
-    command
-        .output()
-        .context("running /bin/sh in the host's mount namespace")
+    command.output().context("running /bin/sh in the host's mount namespace")
 }
 
 /// Restarts the first of `units` that is active on the host.

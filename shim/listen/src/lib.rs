@@ -106,9 +106,7 @@ impl ListenSpec {
             }
         }
         check_unique(&entries)?;
-        Ok(ListenSpec {
-            endpoints: entries.into_iter().map(|(_, endpoint)| endpoint).collect(),
-        })
+        Ok(ListenSpec { endpoints: entries.into_iter().map(|(_, endpoint)| endpoint).collect() })
     }
 
     pub fn endpoints(&self) -> &[Endpoint] {
@@ -161,9 +159,7 @@ impl fmt::Display for ListenSpec {
 
 fn parse_entry(raw: &str) -> Result<Endpoint> {
     let fail = |why: String| -> anyhow::Error {
-        anyhow::anyhow!(
-            "listen entry {raw:?}: {why}; expected NAME=[ADDR:]PORT[/tcp], e.g. http=8080"
-        )
+        anyhow::anyhow!("listen entry {raw:?}: {why}; expected NAME=[ADDR:]PORT[/tcp], e.g. http=8080")
     };
     if raw.is_empty() {
         return Err(anyhow::anyhow!(
@@ -180,18 +176,11 @@ fn parse_entry(raw: &str) -> Result<Endpoint> {
     }
     let rest = match rest.rsplit_once('/') {
         Some((rest, protocol)) if protocol.eq_ignore_ascii_case("tcp") => rest,
-        Some((_, protocol)) => {
-            return Err(fail(format!(
-                "protocol {protocol:?} is not supported, only tcp"
-            )))
-        }
+        Some((_, protocol)) => return Err(fail(format!("protocol {protocol:?} is not supported, only tcp"))),
         None => rest,
     };
     let addr = parse_addr(rest).map_err(|why| fail(why.to_string()))?;
-    Ok(Endpoint {
-        name: name.map_or_else(|| Endpoint::default_name(addr.port()), str::to_owned),
-        addr,
-    })
+    Ok(Endpoint { name: name.map_or_else(|| Endpoint::default_name(addr.port()), str::to_owned), addr })
 }
 
 /// `[ADDR:]PORT` → socket address; a bare port means `0.0.0.0`.
@@ -201,16 +190,11 @@ fn parse_addr(text: &str) -> Result<SocketAddr> {
         let Some((ip, port)) = bracketed.split_once("]:") else {
             bail!("an IPv6 address needs a port after it: [ADDR]:PORT");
         };
-        let ip: Ipv6Addr = ip
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{ip:?} is not an IPv6 address"))?;
+        let ip: Ipv6Addr = ip.parse().map_err(|_| anyhow::anyhow!("{ip:?} is not an IPv6 address"))?;
         return Ok(SocketAddr::new(IpAddr::V6(ip), parse_port(port)?));
     }
     match text.rsplit_once(':') {
-        None => Ok(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            parse_port(text)?,
-        )),
+        None => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), parse_port(text)?)),
         Some((ip, _)) if ip.contains(':') => {
             bail!("an IPv6 address goes in brackets, e.g. [::1]:9090")
         }
@@ -228,10 +212,7 @@ fn parse_addr(text: &str) -> Result<SocketAddr> {
 
 fn parse_port(text: &str) -> Result<u16> {
     ensure!(!text.is_empty(), "no port");
-    ensure!(
-        text.bytes().all(|b| b.is_ascii_digit()),
-        "port {text:?} is not a number"
-    );
+    ensure!(text.bytes().all(|b| b.is_ascii_digit()), "port {text:?} is not a number");
     match text.parse::<u32>() {
         Ok(port @ 1..=65535) => Ok(port as u16),
         _ => bail!("port {text} is out of range 1-65535"),
@@ -242,15 +223,10 @@ fn parse_port(text: &str) -> Result<u16> {
 /// digits, `-`, `_`, `.`, starting with a letter or digit.
 fn check_name(name: &str) -> Result<()> {
     ensure!(!name.is_empty(), "the name before `=` is empty");
-    ensure!(
-        name.len() <= MAX_NAME_LEN,
-        "name {name:?} is longer than {MAX_NAME_LEN} characters"
-    );
+    ensure!(name.len() <= MAX_NAME_LEN, "name {name:?} is longer than {MAX_NAME_LEN} characters");
     ensure!(
         name.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
         "name {name:?} may hold only letters, digits, `-`, `_` and `.`, and must start with a letter or digit"
     );
     Ok(())
@@ -261,16 +237,10 @@ fn check_unique(entries: &[(String, Endpoint)]) -> Result<()> {
     let mut ports: HashMap<u16, &str> = HashMap::new();
     for (raw, endpoint) in entries {
         if let Some(first) = names.insert(&endpoint.name, raw) {
-            bail!(
-                "listen entries {first:?} and {raw:?} both use the name {:?}; names must be unique",
-                endpoint.name
-            );
+            bail!("listen entries {first:?} and {raw:?} both use the name {:?}; names must be unique", endpoint.name);
         }
         if let Some(first) = ports.insert(endpoint.port(), raw) {
-            bail!(
-                "listen entries {first:?} and {raw:?} both use port {}; ports must be unique",
-                endpoint.port()
-            );
+            bail!("listen entries {first:?} and {raw:?} both use port {}; ports must be unique", endpoint.port());
         }
     }
     Ok(())
@@ -281,10 +251,7 @@ pub fn format_fds<'a, I>(fds: I) -> String
 where
     I: IntoIterator<Item = (&'a str, u32)>,
 {
-    fds.into_iter()
-        .map(|(name, fd)| format!("{name}={fd}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    fds.into_iter().map(|(name, fd)| format!("{name}={fd}")).collect::<Vec<_>>().join(",")
 }
 
 /// Parses a [`ENV_LISTEN_FDS`] value back into `(name, fd)` pairs, in order. Blank is empty.
@@ -299,13 +266,10 @@ pub fn parse_fds(text: &str) -> Result<Vec<(String, u32)>> {
             bail!("{ENV_LISTEN_FDS} entry {raw:?}: expected NAME=FD");
         };
         check_name(name).map_err(|why| anyhow::anyhow!("{ENV_LISTEN_FDS} entry {raw:?}: {why}"))?;
-        let fd: u32 = fd.parse().map_err(|_| {
-            anyhow::anyhow!("{ENV_LISTEN_FDS} entry {raw:?}: {fd:?} is not a descriptor number")
-        })?;
-        ensure!(
-            !fds.iter().any(|(n, _)| n == name),
-            "{ENV_LISTEN_FDS} names {name:?} twice"
-        );
+        let fd: u32 = fd
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{ENV_LISTEN_FDS} entry {raw:?}: {fd:?} is not a descriptor number"))?;
+        ensure!(!fds.iter().any(|(n, _)| n == name), "{ENV_LISTEN_FDS} names {name:?} twice");
         fds.push((name.to_owned(), fd));
     }
     Ok(fds)
@@ -316,19 +280,11 @@ mod tests {
     use super::*;
 
     fn endpoints(text: &str) -> Vec<(String, String)> {
-        ListenSpec::parse(text)
-            .unwrap()
-            .endpoints()
-            .iter()
-            .map(|e| (e.name.clone(), e.addr.to_string()))
-            .collect()
+        ListenSpec::parse(text).unwrap().endpoints().iter().map(|e| (e.name.clone(), e.addr.to_string())).collect()
     }
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+        items.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
     }
 
     fn error(text: &str) -> String {
@@ -344,16 +300,9 @@ mod tests {
         );
         assert_eq!(
             endpoints("8080, 127.0.0.1:9090/tcp ,metrics=9100/TCP"),
-            pairs(&[
-                ("port-8080", "0.0.0.0:8080"),
-                ("port-9090", "127.0.0.1:9090"),
-                ("metrics", "0.0.0.0:9100"),
-            ])
+            pairs(&[("port-8080", "0.0.0.0:8080"), ("port-9090", "127.0.0.1:9090"), ("metrics", "0.0.0.0:9100"),])
         );
-        assert_eq!(
-            endpoints("a=[::]:1,b=65535"),
-            pairs(&[("a", "[::]:1"), ("b", "0.0.0.0:65535")])
-        );
+        assert_eq!(endpoints("a=[::]:1,b=65535"), pairs(&[("a", "[::]:1"), ("b", "0.0.0.0:65535")]));
         assert!(ListenSpec::parse("").unwrap().is_empty());
         assert!(ListenSpec::parse("  ").unwrap().is_empty());
     }
@@ -375,10 +324,7 @@ mod tests {
             ("http=0.0.0.0:8080/tcp", "http=8080"),
             ("8080", "8080"),
             ("port-8080=8080", "8080"),
-            (
-                "web=127.0.0.1:80,admin=[::1]:9090",
-                "web=127.0.0.1:80,admin=[::1]:9090",
-            ),
+            ("web=127.0.0.1:80,admin=[::1]:9090", "web=127.0.0.1:80,admin=[::1]:9090"),
             ("9090 , x=[::]:1", "9090,x=[::]:1"),
         ] {
             let spec = ListenSpec::parse(text).unwrap();
@@ -397,18 +343,10 @@ mod tests {
             ("h t=80", "\"h t=80\"", "may hold only letters"),
             ("-x=80", "\"-x=80\"", "must start with a letter or digit"),
             ("http=8080/udp", "\"http=8080/udp\"", "only tcp"),
-            (
-                "http=localhost:8080",
-                "\"http=localhost:8080\"",
-                "not an IP address",
-            ),
+            ("http=localhost:8080", "\"http=localhost:8080\"", "not an IP address"),
             ("http=::1:8080", "\"http=::1:8080\"", "in brackets"),
             ("http=[::1]", "\"http=[::1]\"", "needs a port"),
-            (
-                "http=[nope]:80",
-                "\"http=[nope]:80\"",
-                "not an IPv6 address",
-            ),
+            ("http=[nope]:80", "\"http=[nope]:80\"", "not an IPv6 address"),
             ("http=1.2.3.4:", "\"http=1.2.3.4:\"", "no port"),
             ("a=1=2", "\"a=1=2\"", "is not"),
         ] {
@@ -422,16 +360,9 @@ mod tests {
 
     #[test]
     fn ports_out_of_range() {
-        for (text, port) in [
-            ("http=0", "0"),
-            ("http=65536", "65536"),
-            ("99999999999", "99999999999"),
-        ] {
+        for (text, port) in [("http=0", "0"), ("http=65536", "65536"), ("99999999999", "99999999999")] {
             let err = error(text);
-            assert!(
-                err.contains(&format!("port {port} is out of range 1-65535")),
-                "{err}"
-            );
+            assert!(err.contains(&format!("port {port} is out of range 1-65535")), "{err}");
             assert!(err.contains(&format!("{text:?}")), "{err}");
         }
     }
@@ -439,11 +370,7 @@ mod tests {
     #[test]
     fn empty_entries_are_errors() {
         for text in ["http=8080,", ",http=8080", "a=1,,b=2"] {
-            assert!(
-                error(text).contains("empty listen entry"),
-                "{text}: {}",
-                error(text)
-            );
+            assert!(error(text).contains("empty listen entry"), "{text}: {}", error(text));
         }
     }
 
@@ -466,24 +393,16 @@ mod tests {
     fn repeated_flags_are_one_spec() {
         let spec = ListenSpec::parse_all(["http=8080", "admin=9090,metrics=9100", ""]).unwrap();
         assert_eq!(spec.to_string(), "http=8080,admin=9090,metrics=9100");
-        let err = format!(
-            "{:#}",
-            ListenSpec::parse_all(["http=8080", "http=9090"]).unwrap_err()
-        );
+        let err = format!("{:#}", ListenSpec::parse_all(["http=8080", "http=9090"]).unwrap_err());
         assert!(err.contains("both use the name \"http\""), "{err}");
-        assert!(ListenSpec::parse_all(Vec::<String>::new())
-            .unwrap()
-            .is_empty());
+        assert!(ListenSpec::parse_all(Vec::<String>::new()).unwrap().is_empty());
     }
 
     #[test]
     fn fds_round_trip() {
         let text = format_fds([("http", 4), ("admin", 5)]);
         assert_eq!(text, "http=4,admin=5");
-        assert_eq!(
-            parse_fds(&text).unwrap(),
-            [("http".to_owned(), 4), ("admin".to_owned(), 5)]
-        );
+        assert_eq!(parse_fds(&text).unwrap(), [("http".to_owned(), 4), ("admin".to_owned(), 5)]);
         assert!(parse_fds("").unwrap().is_empty());
         assert_eq!(format_fds([]), "");
         for (bad, why) in [

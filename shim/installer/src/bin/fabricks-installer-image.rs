@@ -14,20 +14,13 @@ const INSTALLER_PATH: &str = "/usr/local/bin/fabricks-node-installer";
 const SHIM_PATH: &str = "/opt/fabricks/containerd-shim-fabricks-v1";
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "Writes the Fabricks node installer image as an OCI archive"
-)]
+#[command(version, about = "Writes the Fabricks node installer image as an OCI archive")]
 struct Args {
     /// The archive to write.
     #[arg(short, long)]
     out: PathBuf,
     /// The image's name, e.g. localhost:5001/fabricks/node-installer:0.1.0.
-    #[arg(
-        short = 't',
-        long,
-        default_value = "localhost/fabricks/node-installer:latest"
-    )]
+    #[arg(short = 't', long, default_value = "localhost/fabricks/node-installer:latest")]
     tag: String,
     /// The installer binary (default: fabricks-node-installer beside this program).
     #[arg(long)]
@@ -40,27 +33,14 @@ struct Args {
 fn main() -> Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
-    let installer = args
-        .installer
-        .map_or_else(|| beside("fabricks-node-installer"), Ok)?;
-    let shim = args
-        .shim
-        .map_or_else(|| beside("containerd-shim-fabricks-v1"), Ok)?;
-    let mut files = vec![
-        file(&installer, INSTALLER_PATH, 0o755)?,
-        file(&shim, SHIM_PATH, 0o755)?,
-    ];
+    let installer = args.installer.map_or_else(|| beside("fabricks-node-installer"), Ok)?;
+    let shim = args.shim.map_or_else(|| beside("containerd-shim-fabricks-v1"), Ok)?;
+    let mut files = vec![file(&installer, INSTALLER_PATH, 0o755)?, file(&shim, SHIM_PATH, 0o755)?];
     for library in shared_libraries(&installer)? {
-        let path = library
-            .to_str()
-            .context("library paths are UTF-8")?
-            .to_owned();
+        let path = library.to_str().context("library paths are UTF-8")?.to_owned();
         files.push(file(&library, &path, 0o755)?);
     }
-    let reference: Reference = args
-        .tag
-        .parse()
-        .with_context(|| format!("the image name {:?}", args.tag))?;
+    let reference: Reference = args.tag.parse().with_context(|| format!("the image name {:?}", args.tag))?;
     let image = NativeImage::build(reference, &files, vec![INSTALLER_PATH.to_owned()], None)?;
     write_archive_file(&image, &args.out)?;
     for f in &files {
@@ -76,32 +56,17 @@ fn beside(name: &str) -> Result<PathBuf> {
 }
 
 fn file(source: &Path, path: &str, mode: u32) -> Result<RootFile> {
-    let data = std::fs::read(source).with_context(|| {
-        format!(
-            "reading {}; build it first (cargo build --release --workspace)",
-            source.display()
-        )
-    })?;
-    Ok(RootFile {
-        path: path.to_owned(),
-        data,
-        mode,
-    })
+    let data = std::fs::read(source)
+        .with_context(|| format!("reading {}; build it first (cargo build --release --workspace)", source.display()))?;
+    Ok(RootFile { path: path.to_owned(), data, mode })
 }
 
 /// The shared objects `binary` loads, the dynamic loader included, as `ldd` resolves them here
 /// (the image gets this machine's copies, so they match the binary).
 fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
-    let out = Command::new("ldd")
-        .arg(binary)
-        .output()
-        .context("running ldd (glibc's, from libc-bin)")?;
+    let out = Command::new("ldd").arg(binary).output().context("running ldd (glibc's, from libc-bin)")?;
     if !out.status.success() {
-        bail!(
-            "ldd {} failed: {}",
-            binary.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("ldd {} failed: {}", binary.display(), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(parse_ldd(&String::from_utf8_lossy(&out.stdout)))
 }
@@ -113,9 +78,7 @@ fn parse_ldd(output: &str) -> Vec<PathBuf> {
         .lines()
         .filter_map(|line| {
             let line = line.trim();
-            let path = line
-                .split_once("=>")
-                .map_or(line, |(_, target)| target.trim());
+            let path = line.split_once("=>").map_or(line, |(_, target)| target.trim());
             let path = path.split_whitespace().next()?;
             path.starts_with('/').then(|| PathBuf::from(path))
         })
@@ -131,12 +94,8 @@ mod tests {
         let out = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x1)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x2)\n\t/lib64/ld-linux-x86-64.so.2 (0x3)\n";
         assert_eq!(
             parse_ldd(out),
-            [
-                "/lib/x86_64-linux-gnu/libgcc_s.so.1",
-                "/lib/x86_64-linux-gnu/libc.so.6",
-                "/lib64/ld-linux-x86-64.so.2"
-            ]
-            .map(PathBuf::from)
+            ["/lib/x86_64-linux-gnu/libgcc_s.so.1", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"]
+                .map(PathBuf::from)
         );
     }
 }
