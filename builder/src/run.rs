@@ -30,6 +30,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     argv.extend(args.args);
     let command = Command {
         args: argv,
+        entry: None,
         env: environment(&args.env)?,
         cwd: args.cwd,
         dirs: args.dir.iter().map(|spec| preopen(spec)).collect::<Result<_>>()?,

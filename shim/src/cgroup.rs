@@ -10,8 +10,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-use anyhow::{bail, Context, Result};
-use oci_spec::runtime::Spec;
+use anyhow::{Context, Result};
+
+use crate::error::invalid;
+use crate::spec::ContainerSpec;
 
 const CONTROLLERS: &[&str] = &["cpu", "cpuacct"];
 
@@ -29,7 +31,7 @@ impl Cgroup {
     /// Creates the container's cgroups from `linux.cgroupsPath` (ctr: `/<ns>/<id>`; CRI with
     /// cgroupfs: `/k8s.io/<id>` or the pod's parent) and applies its CPU limits. `None` on a
     /// host without cgroup v1 `cpu`/`cpuacct` hierarchies.
-    pub fn create(spec: &Spec, namespace: &str, id: &str) -> Result<Option<Self>> {
+    pub fn create(spec: &ContainerSpec, namespace: &str, id: &str) -> Result<Option<Self>> {
         let path = cgroups_path(spec, namespace, id)?;
         let origin = own_cgroups()?;
         let mut dirs = Vec::new();
@@ -55,7 +57,7 @@ impl Cgroup {
     }
 
     /// Removes the cgroups of a container whose shim died (its threads died with it).
-    pub fn remove_after_crash(spec: &Spec, namespace: &str, id: &str) -> Result<()> {
+    pub fn remove_after_crash(spec: &ContainerSpec, namespace: &str, id: &str) -> Result<()> {
         let path = cgroups_path(spec, namespace, id)?;
         for controller in CONTROLLERS {
             if let Some(mount) = mount_point(controller)? {
@@ -71,19 +73,15 @@ impl Cgroup {
         Ok(())
     }
 
-    fn apply_cpu(&self, spec: &Spec) -> Result<()> {
-        let Some(cpu) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.cpu().as_ref())
-        else {
-            return Ok(());
-        };
+    fn apply_cpu(&self, spec: &ContainerSpec) -> Result<()> {
         let Some(dir) = self.dir("cpu") else { return Ok(()) };
         // Period before quota: the kernel checks the quota against the current period.
-        // Zero means "not set" in specs ctr writes (the kernel refuses a zero period).
-        let set = |v: Option<i64>| v.filter(|v| *v != 0).map(|v| v.to_string());
+        // (Zero values, which ctr writes for "not set", are already left out of the spec.)
+        let cpu = &spec.cpu;
         let settings = [
-            ("cpu.shares", set(cpu.shares().map(|v| v as i64))),
-            ("cpu.cfs_period_us", set(cpu.period().map(|v| v as i64))),
-            ("cpu.cfs_quota_us", set(cpu.quota())),
+            ("cpu.shares", cpu.shares.map(|v| v.to_string())),
+            ("cpu.cfs_period_us", cpu.period.map(|v| v.to_string())),
+            ("cpu.cfs_quota_us", cpu.quota.map(|v| v.to_string())),
         ];
         for (file, value) in settings {
             if let Some(value) = value {
@@ -160,19 +158,18 @@ impl Cgroup {
 
 /// The container's cgroup under a hierarchy's mount point (ctr's default when the spec
 /// names none).
-fn cgroups_path(spec: &Spec, namespace: &str, id: &str) -> Result<PathBuf> {
-    let path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    relative(&path.unwrap_or_else(|| format!("/{namespace}/{id}").into()))
+fn cgroups_path(spec: &ContainerSpec, namespace: &str, id: &str) -> Result<PathBuf> {
+    relative(&spec.cgroups_path.clone().unwrap_or_else(|| format!("/{namespace}/{id}").into()))
 }
 
 /// `linux.cgroupsPath` as a path under a hierarchy's mount point.
 fn relative(path: &Path) -> Result<PathBuf> {
     let text = path.to_string_lossy();
     if text.contains(':') {
-        bail!("cgroupsPath {text} is in systemd form (slice:prefix:name); Fabricks supports cgroupfs paths: set SystemdCgroup = false for this runtime");
+        return Err(invalid(format!("cgroupsPath {text} is in systemd form (slice:prefix:name); Fabricks supports cgroupfs paths: set SystemdCgroup = false for this runtime")));
     }
     if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        bail!("cgroupsPath {text} contains `..`");
+        return Err(invalid(format!("cgroupsPath {text} contains `..`")));
     }
     Ok(path.strip_prefix("/").unwrap_or(path).to_path_buf())
 }

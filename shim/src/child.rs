@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use containerd_shim::monitor::{monitor_subscribe, wait_pid, Subscription, Topic};
 
 /// Runs `cmd` to completion with `input` on stdin; returns its stderr, or an error naming
@@ -26,10 +26,26 @@ pub fn run(mut cmd: Command, input: &[u8], what: &str) -> Result<String> {
     let _ = child.stderr.take().expect("piped stderr").read_to_string(&mut stderr);
     let code = wait_pid(child.id() as i32, exits);
     if code != 0 {
-        bail!("{what} failed (status {code}): {}", stderr.trim());
+        return Err(Failed { what: what.into(), code, stderr: stderr.trim().into() }.into());
     }
     Ok(stderr)
 }
+
+/// A child that ran and failed: its status and what it said.
+#[derive(Debug)]
+pub struct Failed {
+    pub what: String,
+    pub code: i32,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} failed (status {}): {}", self.what, self.code, self.stderr)
+    }
+}
+
+impl std::error::Error for Failed {}
 
 /// Subscribes to child exits; take it before spawning so an early exit is not missed.
 pub fn subscribe() -> Result<Subscription> {

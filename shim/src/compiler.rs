@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use fabricks_engine::{Compiler, Engine, EngineOptions};
+use fabricks_engine::{Compiler, Engine, EngineOptions, Problem, Unrunnable};
 
 use crate::child;
 
@@ -22,9 +22,29 @@ pub fn engine() -> Result<Engine> {
     let compile = move |wasm: &[u8], out: &std::path::Path| -> Result<()> {
         let mut cmd = Command::new(&exe);
         cmd.arg("compile").arg("--out").arg(out);
-        child::run(cmd, wasm, "compiling the module").map(drop)
+        child::run(cmd, wasm, "compiling the module").map(drop).map_err(|e| match e.downcast::<child::Failed>() {
+            // The module itself is at fault, not the node: say so, in the compiler's words.
+            Ok(failed) if failed.code == INVALID_MODULE => {
+                let message = failed.stderr.trim_start_matches("Error: ").to_string();
+                anyhow::Error::new(Unrunnable::new(Problem::Invalid, message))
+            }
+            Ok(failed) => failed.into(),
+            Err(e) => e,
+        })
     };
     Engine::new(EngineOptions { cache_dir, compiler: Compiler::External(Arc::new(compile)) })
+}
+
+/// The compile child's exit status when the module cannot be compiled (EX_DATAERR).
+pub const INVALID_MODULE: i32 = 65;
+
+/// The compile child's exit status for `err`.
+pub fn exit_status(err: &anyhow::Error) -> i32 {
+    if err.chain().any(|e| e.is::<Unrunnable>()) {
+        INVALID_MODULE
+    } else {
+        1
+    }
 }
 
 /// `containerd-shim-fabricks-v1 compile --out PATH` with the module on stdin.

@@ -4,9 +4,11 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
+
+use crate::error::invalid;
 
 pub enum Program {
     /// The module's bytes, read without following links out of the rootfs.
@@ -17,6 +19,15 @@ pub enum Program {
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `args0` split into the module path and the export to run instead of `_start`:
+/// `/app.wasm#handler` (the form runwasi's and docker's wasm images use).
+pub fn split_export(args0: &str) -> (&str, Option<&str>) {
+    match args0.rsplit_once('#') {
+        Some((path, export)) if !path.is_empty() && !export.is_empty() && !export.contains('/') => (path, Some(export)),
+        _ => (args0, None),
+    }
+}
 
 /// `args0` resolved the way an exec in the container would: a path relative to `cwd`, or a
 /// bare name searched in the spec's `PATH`.
@@ -57,11 +68,11 @@ fn read_program(mut file: cap_std::fs::File, args0: &str) -> Result<Program> {
         }
         [0x7f, b'E', b'L', b'F'] => Ok(Program::Native),
         [b'#', b'!', ..] => Ok(Program::Native),
-        other => bail!(
+        other => Err(invalid(format!(
             "{args0} is neither a WebAssembly module nor a native executable (it starts with \"{}\"); \
              the image entrypoint must name a .wasm module built for wasip1",
             other.escape_ascii()
-        ),
+        ))),
     }
 }
 
@@ -96,6 +107,14 @@ mod tests {
         assert!(matches!(classify(root.path(), "/nope.wasm", "/", &env).unwrap(), Program::Missing));
         let err = classify(root.path(), "/notes.wasm", "/", &env).err().unwrap();
         assert!(err.to_string().contains("neither a WebAssembly module"), "{err}");
+    }
+
+    #[test]
+    fn an_export_follows_the_hash() {
+        assert_eq!(split_export("/m.wasm#run"), ("/m.wasm", Some("run")));
+        assert_eq!(split_export("/m.wasm"), ("/m.wasm", None));
+        assert_eq!(split_export("/a#b/m.wasm"), ("/a#b/m.wasm", None));
+        assert_eq!(split_export("/m.wasm#"), ("/m.wasm#", None));
     }
 
     #[test]

@@ -3,72 +3,55 @@
 use std::fs::File;
 use std::net::TcpListener;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use fabricks_engine::Socket;
 use fabricks_listen::{ListenSpec, ANNOTATION, ENV_LISTEN, LABEL};
 use nix::sched::{setns, unshare, CloneFlags};
 use oci_spec::image::ImageConfiguration;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::invalid;
+use crate::spec::{ContainerSpec, Network};
 
 /// The container's listen spec, from the first place that has one: the annotation
 /// (a pod's, passed on by CRI), the container's environment, then the image config (its
 /// `fabricks.io/listen` label, else its `ExposedPorts`). `image` is asked only if needed.
-pub fn resolve(spec: &Spec, image: impl FnOnce() -> Result<Option<ImageConfiguration>>) -> Result<ListenSpec> {
-    if let Some(text) = spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION)) {
-        return ListenSpec::parse(text).with_context(|| format!("the annotation {ANNOTATION}={text:?}"));
+pub fn resolve(spec: &ContainerSpec, image: impl FnOnce() -> Result<Option<ImageConfiguration>>) -> Result<ListenSpec> {
+    let parse = |text: &str, from: String| ListenSpec::parse(text).map_err(|e| invalid(format!("{from}: {e:#}")));
+    if let Some(text) = spec.annotations.get(ANNOTATION) {
+        return parse(text, format!("the annotation {ANNOTATION}={text:?}"));
     }
-    let env = spec.process().as_ref().and_then(|p| p.env().as_ref());
-    let prefix = format!("{ENV_LISTEN}=");
-    if let Some(text) = env.into_iter().flatten().find_map(|kv| kv.strip_prefix(&prefix)) {
-        return ListenSpec::parse(text).with_context(|| format!("the environment variable {ENV_LISTEN}={text:?}"));
+    if let Some(text) = spec.env_var(ENV_LISTEN) {
+        return parse(text, format!("the environment variable {ENV_LISTEN}={text:?}"));
     }
     let Some(image) = image()? else { return Ok(ListenSpec::default()) };
     let Some(config) = image.config() else { return Ok(ListenSpec::default()) };
     if let Some(text) = config.labels().as_ref().and_then(|l| l.get(LABEL)) {
-        return ListenSpec::parse(text).with_context(|| format!("the image label {LABEL}={text:?}"));
+        return parse(text, format!("the image label {LABEL}={text:?}"));
     }
     let ports = config.exposed_ports().clone().unwrap_or_default();
     if let Some(udp) = ports.iter().find(|p| !p.ends_with("/tcp") && p.contains('/')) {
-        bail!("the image exposes {udp}: Fabricks modules serve TCP only");
+        return Err(invalid(format!("the image exposes {udp}: Fabricks modules serve TCP only")));
     }
-    ListenSpec::parse_all(ports.iter()).context("the image config's ExposedPorts")
+    ListenSpec::parse_all(ports.iter()).map_err(|e| invalid(format!("the image config's ExposedPorts: {e:#}")))
 }
 
 /// Binds every endpoint inside the container's network namespace: the one the spec names
 /// (a pod's), a new one if the spec asks for a new namespace, the host's if it has none.
-pub fn bind(spec: &Spec, listen: &ListenSpec) -> Result<Vec<Socket>> {
+pub fn bind(spec: &ContainerSpec, listen: &ListenSpec) -> Result<Vec<Socket>> {
     if listen.is_empty() {
         return Ok(Vec::new());
     }
-    let netns = network_namespace(spec);
     // Entering a namespace changes the calling thread only, so a short-lived thread does it;
     // the sockets keep the namespace they were created in.
-    std::thread::scope(|s| s.spawn(|| bind_in(netns, listen)).join().expect("binding thread panicked"))
+    std::thread::scope(|s| s.spawn(|| bind_in(&spec.network, listen)).join().expect("binding thread panicked"))
 }
 
-enum NetNs {
-    Host,
-    New,
-    Path(std::path::PathBuf),
-}
-
-fn network_namespace(spec: &Spec) -> NetNs {
-    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
-    match namespaces.into_iter().flatten().find(|n| n.typ() == LinuxNamespaceType::Network) {
-        None => NetNs::Host,
-        Some(ns) => match ns.path() {
-            Some(path) => NetNs::Path(path.clone()),
-            None => NetNs::New,
-        },
-    }
-}
-
-fn bind_in(netns: NetNs, listen: &ListenSpec) -> Result<Vec<Socket>> {
-    match netns {
-        NetNs::Host => {}
-        NetNs::New => unshare(CloneFlags::CLONE_NEWNET).context("creating the container's network namespace")?,
-        NetNs::Path(path) => {
-            let ns = File::open(&path).with_context(|| format!("opening the network namespace {}", path.display()))?;
+fn bind_in(network: &Network, listen: &ListenSpec) -> Result<Vec<Socket>> {
+    match network {
+        Network::Host => {}
+        Network::New => unshare(CloneFlags::CLONE_NEWNET).context("creating the container's network namespace")?,
+        Network::Path(path) => {
+            let ns = File::open(path).with_context(|| format!("opening the network namespace {}", path.display()))?;
             setns(ns, CloneFlags::CLONE_NEWNET)
                 .with_context(|| format!("entering the network namespace {}", path.display()))?;
         }
@@ -78,11 +61,10 @@ fn bind_in(netns: NetNs, listen: &ListenSpec) -> Result<Vec<Socket>> {
         .iter()
         .map(|e| {
             let listener = TcpListener::bind(e.addr).map_err(|err| match err.kind() {
-                std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+                std::io::ErrorKind::AddrInUse => invalid(format!(
                     "listener {} cannot bind {}: the port is already in use in the container's network namespace",
-                    e.name,
-                    e.addr
-                ),
+                    e.name, e.addr
+                )),
                 _ => anyhow::anyhow!("listener {} cannot bind {}: {err}", e.name, e.addr),
             })?;
             log::info!("listening on {} as {}", e.addr, e.name);
@@ -96,15 +78,14 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn spec(annotation: Option<&str>, env: Option<&str>) -> Spec {
-        let mut spec = Spec::default();
-        if let Some(a) = annotation {
-            spec.set_annotations(Some(HashMap::from([(ANNOTATION.to_string(), a.to_string())])));
+    fn spec(annotation: Option<&str>, env: Option<&str>) -> ContainerSpec {
+        ContainerSpec {
+            annotations: annotation
+                .map(|a| HashMap::from([(ANNOTATION.to_string(), a.to_string())]))
+                .unwrap_or_default(),
+            env: env.map(|e| vec!["PATH=/bin".to_string(), format!("{ENV_LISTEN}={e}")]).unwrap_or_default(),
+            ..Default::default()
         }
-        let mut process = spec.process().clone().unwrap_or_default();
-        process.set_env(env.map(|e| vec!["PATH=/bin".to_string(), format!("{ENV_LISTEN}={e}")]));
-        spec.set_process(Some(process));
-        spec
     }
 
     fn image(label: Option<&str>, exposed: &[&str]) -> ImageConfiguration {
@@ -156,13 +137,12 @@ mod tests {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port();
         let listen = ListenSpec::parse(&format!("web=127.0.0.1:{port}")).unwrap();
-        let mut host_network = Spec::default();
-        host_network.set_linux(None);
+        let host_network = ContainerSpec { network: Network::Host, ..Default::default() };
         let err = bind(&host_network, &listen).unwrap_err();
         assert!(format!("{err:#}").contains("listener web cannot bind"), "{err:#}");
         assert!(format!("{err:#}").contains("already in use"), "{err:#}");
         // The default spec asks for a network namespace of its own, where the port is free.
-        let own = bind(&Spec::default(), &listen).unwrap();
+        let own = bind(&ContainerSpec { network: Network::New, ..Default::default() }, &listen).unwrap();
         assert_eq!(own[0].listener.local_addr().unwrap().port(), port);
     }
 }

@@ -3,15 +3,19 @@
 mod cgroup;
 mod child;
 mod compiler;
-mod container;
 mod entrypoint;
+mod error;
+mod events;
+mod hints;
 mod image;
 mod listen;
 mod mounts;
 mod native;
+mod node;
 mod reactor;
 mod service;
 mod shim;
+mod spec;
 mod state;
 mod stats;
 mod stdio;
@@ -33,7 +37,7 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("compile") {
         if let Err(e) = compiler::compile_main(&args[2..]) {
             eprintln!("Error: {e:#}");
-            std::process::exit(1);
+            std::process::exit(compiler::exit_status(&e));
         }
         return;
     }

@@ -4,11 +4,55 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use containerd_shim::monitor::Subscription;
 
 use crate::child;
+use crate::service::{Ended, ExitSink};
+
+/// A container whose entrypoint is a native program, run by runc; its exit comes through
+/// the shim's exit monitor (the shim is a subreaper).
+pub struct NativeTask {
+    runc: Arc<Runc>,
+    id: String,
+    bundle: PathBuf,
+    pid: u32,
+}
+
+impl NativeTask {
+    /// `runc create`; the process's exit is reported to `exited` whenever it comes, even
+    /// before a start (a kill of a created container).
+    pub fn create(
+        runc: Arc<Runc>,
+        id: &str,
+        bundle: &Path,
+        stdio: [Option<File>; 3],
+        exited: ExitSink,
+    ) -> Result<Self> {
+        let (pid, exits) = runc.create(id, bundle, stdio)?;
+        let code = move || containerd_shim::monitor::wait_pid(pid as i32, exits) as u32;
+        std::thread::spawn(move || exited(Ended { code: code(), out_of_memory: false }));
+        Ok(Self { runc, id: id.into(), bundle: bundle.into(), pid })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn start(&self) -> Result<()> {
+        self.runc.start(&self.id, &self.bundle)
+    }
+
+    pub fn kill(&self, signal: u32, all: bool) -> Result<()> {
+        self.runc.kill(&self.id, &self.bundle, signal, all)
+    }
+
+    pub fn delete(&self) -> Result<()> {
+        self.runc.delete(&self.id, &self.bundle)
+    }
+}
 
 pub struct Runc {
     root: PathBuf,

@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use fabricks_engine::{Command, Engine, Module, Reactor, Socket, Stdio, Stopper};
 use fabricks_http::{Pool, Settings};
-use oci_spec::runtime::Spec;
+
+use crate::error::invalid;
+use crate::spec::ContainerSpec;
 
 /// Everything a started reactor task needs; made at create, so a module that cannot be
 /// instantiated (or speaks another ABI) fails the create.
@@ -22,17 +24,17 @@ pub fn prepare(
     engine: &Engine,
     module: &Module,
     program: &str,
-    spec: &Spec,
+    spec: &ContainerSpec,
     command: Command,
     sockets: Vec<Socket>,
     stopper: &Stopper,
 ) -> Result<ReactorTask> {
     if sockets.is_empty() {
-        bail!(
+        return Err(invalid(format!(
             "{program} is a reactor module (it serves HTTP through the host) but the container has no \
              listen spec: set the annotation fabricks.io/listen, the env FABRICKS_LISTEN, or build the \
              image with a listen setting (fabricks.toml `listen = \"http=8080\"`)"
-        );
+        )));
     }
     let settings = settings(spec).context("reading the reactor settings")?;
     let template = Arc::new(command);
@@ -51,29 +53,16 @@ pub fn prepare(
 
 /// Settings from the annotation (a pod's, passed on by CRI) or else the container's
 /// environment; defaults from the spec's CPU and memory limits.
-fn settings(spec: &Spec) -> Result<Settings> {
-    let annotations = spec.annotations().clone().unwrap_or_default();
-    let env: Vec<String> = spec.process().as_ref().and_then(|p| p.env().clone()).unwrap_or_default();
-    let lookup = |annotation: &str, var: &str| {
-        annotations.get(annotation).cloned().or_else(|| {
-            let prefix = format!("{var}=");
-            env.iter().find_map(|kv| kv.strip_prefix(&prefix).map(str::to_string))
-        })
-    };
-    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    let cpu_limit = resources.and_then(|r| r.cpu().as_ref()).and_then(|cpu| match (cpu.quota(), cpu.period()) {
-        (Some(quota), Some(period)) if quota > 0 && period > 0 => Some(quota as f64 / period as f64),
-        _ => None,
-    });
-    let memory_limit =
-        resources.and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()).filter(|&l| l > 0).map(|l| l as u64);
-    Settings::resolve(lookup, cpu_limit, memory_limit)
+fn settings(spec: &ContainerSpec) -> Result<Settings> {
+    Settings::resolve(|annotation, var| spec.setting(annotation, var), spec.cpu.limit(), spec.memory_limit)
+        .map_err(|e| invalid(format!("{e:#}")))
 }
 
 /// A copy of `command` with its own stdio handles: instances never share a WASI file.
 fn duplicate(command: &Command) -> Result<Command> {
     Ok(Command {
         args: command.args.clone(),
+        entry: None,
         env: command.env.clone(),
         cwd: command.cwd.clone(),
         dirs: command.dirs.clone(),
@@ -99,20 +88,15 @@ fn duplicate_stdio(stdio: &Stdio) -> Result<Stdio> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_spec::runtime::{LinuxBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder};
+    use crate::spec::Cpu;
 
-    fn spec(quota: i64, memory: i64, env: &[&str]) -> Spec {
-        let resources = LinuxResourcesBuilder::default()
-            .cpu(LinuxCpuBuilder::default().quota(quota).period(100_000u64).build().unwrap())
-            .memory(LinuxMemoryBuilder::default().limit(memory).build().unwrap())
-            .build()
-            .unwrap();
-        let mut spec = Spec::default();
-        spec.set_linux(Some(LinuxBuilder::default().resources(resources).build().unwrap()));
-        let mut process = spec.process().clone().unwrap_or_default();
-        process.set_env(Some(env.iter().map(|s| s.to_string()).collect()));
-        spec.set_process(Some(process));
-        spec
+    fn spec(quota: i64, memory: u64, env: &[&str]) -> ContainerSpec {
+        ContainerSpec {
+            cpu: Cpu { quota: Some(quota), period: Some(100_000), shares: None },
+            memory_limit: Some(memory),
+            env: env.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -9,11 +9,11 @@ use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, ExitSignal, Flags, StartOpts};
 
+use crate::events::Containerd;
 use crate::native::Runc;
+use crate::node::Node;
 use crate::service::Service;
-
-/// CRI puts every container of a pod in this annotation, so one shim serves the pod.
-const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+use crate::spec::ContainerSpec;
 
 pub struct FabricksShim {
     namespace: String,
@@ -25,7 +25,7 @@ pub struct FabricksShim {
 }
 
 impl containerd_shim::Shim for FabricksShim {
-    type T = Service;
+    type T = Service<Containerd, Node>;
 
     fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
         Self {
@@ -38,7 +38,8 @@ impl containerd_shim::Shim for FabricksShim {
     }
 
     fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
-        let grouping = pod_of(Path::new("config.json")).unwrap_or_else(|| opts.id.clone());
+        let spec = ContainerSpec::load(Path::new(".")).ok();
+        let grouping = spec.as_ref().and_then(|s| s.sandbox_id()).map_or_else(|| opts.id.clone(), str::to_string);
         // If the pod's shim already listens on the grouping's socket, the spawned process
         // sees the address in use, reports it and exits.
         let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
@@ -55,12 +56,12 @@ impl containerd_shim::Shim for FabricksShim {
                 log::warn!("cleaning up native task {}: {e:#}", self.id);
             }
         }
-        if let Err(e) = crate::mounts::unmount_all(&bundle.join("rootfs")) {
+        let spec = ContainerSpec::load(&bundle);
+        let rootfs = spec.as_ref().map_or_else(|_| bundle.join("rootfs"), |s| s.rootfs.clone());
+        if let Err(e) = crate::mounts::unmount_all(&rootfs) {
             log::warn!("unmounting the rootfs of {}: {e:#}", self.id);
         }
-        let cgroups = oci_spec::runtime::Spec::load(bundle.join("config.json"))
-            .map_err(anyhow::Error::from)
-            .and_then(|spec| crate::cgroup::Cgroup::remove_after_crash(&spec, &self.namespace, &self.id));
+        let cgroups = spec.and_then(|spec| crate::cgroup::Cgroup::remove_after_crash(&spec, &self.namespace, &self.id));
         if let Err(e) = cgroups {
             log::warn!("removing the cgroups of {}: {e:#}", self.id);
         }
@@ -78,8 +79,10 @@ impl containerd_shim::Shim for FabricksShim {
         remove_socket(&self.socket, ours);
     }
 
-    fn create_task_service(&self, publisher: RemotePublisher) -> Service {
-        Service::new(&self.namespace, &self.containerd, publisher, self.exit.clone())
+    fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
+        let exit = self.exit.clone();
+        let events = Containerd::new(publisher, &self.namespace);
+        Service::new(events, Node::new(&self.namespace, &self.containerd), move || exit.signal())
     }
 }
 
@@ -100,9 +103,4 @@ fn remove_socket(socket: &str, ours: Option<u64>) {
     if let Err(e) = std::fs::remove_file(socket.trim_start_matches("unix://")) {
         log::warn!("removing the shim socket {socket}: {e}");
     }
-}
-
-fn pod_of(config: &Path) -> Option<String> {
-    let spec = oci_spec::runtime::Spec::load(config).ok()?;
-    spec.annotations().as_ref()?.get(SANDBOX_ID).cloned()
 }

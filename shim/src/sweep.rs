@@ -9,16 +9,20 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use fabricks_engine::Engine;
-use oci_spec::runtime::Spec;
 
 use crate::image;
-
-/// CRI names the container's image in this annotation, which saves a lookup.
-const CRI_IMAGE_NAME: &str = "io.kubernetes.cri.image-name";
+use crate::spec::ContainerSpec;
 
 /// Records, in the background, that the cache entry `entry` serves container `id`'s image.
-pub fn record_origin(engine: &Engine, containerd: &str, namespace: &str, id: &str, spec: &Spec, entry: PathBuf) {
-    let annotated = spec.annotations().as_ref().and_then(|a| a.get(CRI_IMAGE_NAME)).cloned();
+pub fn record_origin(
+    engine: &Engine,
+    containerd: &str,
+    namespace: &str,
+    id: &str,
+    spec: &ContainerSpec,
+    entry: PathBuf,
+) {
+    let annotated = spec.image_name().map(str::to_string);
     let (engine, containerd, ns, id) = (engine.clone(), containerd.to_string(), namespace.to_string(), id.to_string());
     spawn("cache-origin", move || {
         let name = match annotated {

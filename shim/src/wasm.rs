@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use fabricks_engine::{CachePin, Command, Engine, MemoryLimit, Module, ModuleKind, Preopen, Socket, Stdio, Stopper};
-use oci_spec::runtime::Spec;
 
 use crate::cgroup::Cgroup;
+use crate::entrypoint::split_export;
 use crate::reactor::ReactorTask;
+use crate::spec::ContainerSpec;
 use crate::stdio;
 
 pub struct WasmTask {
@@ -47,18 +48,21 @@ impl WasmTask {
     pub fn prepare(
         engine: &Engine,
         wasm: &[u8],
-        spec: &Spec,
-        rootfs: &Path,
+        export: Option<&str>,
+        spec: &ContainerSpec,
         io: Io,
         sockets: Vec<Socket>,
         place: impl FnOnce() -> Result<Option<Cgroup>>,
     ) -> Result<Self> {
-        let process = spec.process().as_ref().context("the OCI spec has no process")?;
-        let program = process.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
+        let program = spec.program().unwrap_or_default().to_string();
         let (module, pin) = engine.load_pinned(wasm).with_context(|| format!("loading {program}"))?;
-        let kind = engine.module_kind(&module, &program)?;
+        // A named export is run like `_start`, whatever else the module exports.
+        let kind = match export {
+            Some(_) => ModuleKind::Command,
+            None => engine.module_kind(&module, &program)?,
+        };
         if kind == ModuleKind::Command {
-            engine.check_command(&module, &program)?;
+            engine.check_command(&module, &program, export)?;
         }
         let stdout = stdio::open_output(io.stdout)?;
         let stderr = stdio::open_output(io.stderr)?;
@@ -66,12 +70,19 @@ impl WasmTask {
             Stdio::File(f) => Some(f.try_clone().context("duplicating stderr")?),
             _ => None,
         };
-        let memory = memory_limit(spec);
+        let memory = spec.memory_limit.map_or_else(MemoryLimit::unlimited, MemoryLimit::bytes);
         let command = Command {
-            args: process.args().clone().unwrap_or_default(),
-            env: process.env().iter().flatten().filter_map(|kv| split_env(kv)).collect(),
-            cwd: process.cwd().to_string_lossy().into_owned(),
-            dirs: vec![Preopen { host: rootfs.to_path_buf(), guest: "/".into() }],
+            // argv[0] is the module's path, without the `#export` that chose what to run.
+            args: spec
+                .args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| if i == 0 { split_export(a).0.to_string() } else { a.clone() })
+                .collect(),
+            entry: export.map(str::to_string),
+            env: spec.env_pairs(),
+            cwd: spec.cwd.clone(),
+            dirs: vec![Preopen { host: spec.rootfs.clone(), guest: "/".into() }],
             sockets: Vec::new(),
             stdin: Stdio::Null,
             stdout,
@@ -122,6 +133,8 @@ impl WasmTask {
                     1
                 });
                 drop(stderr);
+                // Its ports are free the moment it ends, as a process's are.
+                stopper.close_listeners();
                 if let Some(cgroup) = &cgroup {
                     cgroup.leave();
                 }
@@ -162,25 +175,6 @@ impl WasmTask {
     }
 }
 
-/// `linux.resources.memory.limit` (bytes; absent, zero or negative: none).
-fn memory_limit(spec: &Spec) -> MemoryLimit {
-    let limit = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.resources().as_ref())
-        .and_then(|r| r.memory().as_ref())
-        .and_then(|m| m.limit());
-    match limit {
-        Some(bytes) if bytes > 0 => MemoryLimit::bytes(bytes as u64),
-        _ => MemoryLimit::unlimited(),
-    }
-}
-
 fn ignored_by_default(signal: i32) -> bool {
     matches!(signal, 0 | libc::SIGCHLD | libc::SIGCONT | libc::SIGURG | libc::SIGWINCH)
-}
-
-fn split_env(kv: &str) -> Option<(String, String)> {
-    let (k, v) = kv.split_once('=')?;
-    Some((k.to_string(), v.to_string()))
 }

@@ -18,6 +18,10 @@ use crate::errno::ErrnoDir;
 pub struct Command {
     /// argv; argv[0] is the program name.
     pub args: Vec<String>,
+    /// The export to run instead of `_start` (an entrypoint `module.wasm#export`): a
+    /// function without parameters returning nothing or its exit status (an `i32`), run
+    /// after `_initialize` if the module has one.
+    pub entry: Option<String>,
     pub env: Vec<(String, String)>,
     /// The guest's working directory; Go's wasip1 runtime takes it from `PWD`.
     pub cwd: String,

@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
+use crate::unrunnable::{unrunnable, Problem};
 use crate::Compiler;
 
 /// Rejects files that are not WebAssembly core modules, with a message a user can act on.
@@ -11,17 +12,17 @@ pub fn check_magic(bytes: &[u8]) -> Result<()> {
     const MAGIC: &[u8] = b"\0asm";
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
         let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
-        bail!(
-            "not a WebAssembly module: it starts with bytes [{}], not the wasm magic \\0asm; \
-             build it with GOOS=wasip1 GOARCH=wasm (or `fabricks build`)",
-            head.join(" ")
-        );
+        return Err(unrunnable(
+            Problem::NotWasm,
+            format!("not a WebAssembly module: it starts with bytes [{}], not the wasm magic \\0asm", head.join(" ")),
+        ));
     }
     if bytes[4..8] != [1, 0, 0, 0] {
-        bail!(
+        return Err(unrunnable(
+            Problem::NotWasm,
             "this is a WebAssembly component or an unknown wasm version, not a core module: \
-             Fabricks runs WASI preview-1 modules"
-        );
+             Fabricks runs WASI preview-1 modules",
+        ));
     }
     Ok(())
 }
@@ -41,6 +42,8 @@ pub(crate) fn compile(engine: &wasmtime::Engine, compiler: &Compiler, wasm: &[u8
 }
 
 fn compile_in_process(engine: &wasmtime::Engine, wasm: &[u8], out: &Path) -> Result<()> {
-    let compiled = engine.precompile_module(wasm).context("invalid WebAssembly module")?;
+    let compiled = engine
+        .precompile_module(wasm)
+        .map_err(|e| unrunnable(Problem::Invalid, format!("invalid WebAssembly module: {e:#}")))?;
     std::fs::write(out, compiled).with_context(|| format!("writing {}", out.display()))
 }

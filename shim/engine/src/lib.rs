@@ -14,6 +14,7 @@ mod reactor;
 mod run;
 mod stop;
 mod sweep;
+mod unrunnable;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use reactor::{
 pub use run::TRAP_EXIT_CODE;
 pub use stop::Stopper;
 pub use sweep::{CachePin, Swept};
+pub use unrunnable::{Problem, Unrunnable};
 pub use wasmtime::Module;
 
 /// Where Cranelift runs when a module is not in the cache yet.

@@ -20,6 +20,7 @@ use wasmtime::{
 use crate::command::{wasi_context, Command, TrapSink};
 use crate::run::trap_report;
 use crate::stop::Stopped;
+use crate::unrunnable::{unrunnable, Problem};
 use crate::{Engine, Stopper};
 
 /// The version of the request/response ABI this host speaks.
@@ -70,7 +71,7 @@ impl std::fmt::Display for CallError {
         match self {
             CallError::Timeout => f.write_str("the request timed out"),
             CallError::Stopped(sig) => write!(f, "stopped by signal {sig}"),
-            CallError::Exited(code) => write!(f, "the module exited with status {code} (a Go panic exits with 2)"),
+            CallError::Exited(code) => write!(f, "the module exited with status {code}"),
             CallError::Trap(report) => write!(f, "trapped: {report}"),
         }
     }
@@ -120,11 +121,10 @@ impl Engine {
         if no_args(exports("_initialize")) {
             return Ok(ModuleKind::Reactor);
         }
-        bail!(
-            "{program} exports neither `_start` nor `_initialize`: it is neither a WASI command \
-             (a Go `package main` built normally) nor a reactor (built with -buildmode=c-shared, \
-             `fabricks build --mode reactor`)"
-        )
+        Err(unrunnable(
+            Problem::NoEntryPoint,
+            format!("{program} exports neither `_start` nor `_initialize`: it is neither a WASI command nor a reactor"),
+        ))
     }
 }
 
@@ -140,10 +140,13 @@ impl Reactor {
         memory_limit: Option<usize>,
     ) -> Result<Self> {
         check_exports(module, program)?;
-        let pre = linker(engine.wasmtime())?.instantiate_pre(module).with_context(|| {
-            format!(
-                "{program} needs imports Fabricks does not provide (only WASI preview 1 and the \
-                 `{IMPORT_MODULE}` functions of reactor ABI version {ABI_VERSION} are available)"
+        let pre = linker(engine.wasmtime())?.instantiate_pre(module).map_err(|e| {
+            unrunnable(
+                Problem::Imports,
+                format!(
+                    "{program} needs imports this host does not provide (only WASI preview 1 and the \
+                     `{IMPORT_MODULE}` functions of reactor ABI version {ABI_VERSION} are available): {e:#}"
+                ),
             )
         })?;
         stopper.attach(engine.wasmtime());
@@ -177,10 +180,12 @@ impl Reactor {
             .with_context(|| format!("initialising {program} (its `_initialize` failed)"))?;
         let version = instance.get_typed_func::<(), u32>(&mut store, EXPORT_VERSION)?.call(&mut store, ())?;
         if version != ABI_VERSION {
-            bail!(
-                "{program} speaks Fabricks reactor ABI version {version}, this shim speaks version {ABI_VERSION}: \
-                 rebuild it with the Fabricks Go SDK that matches this shim, or run a shim that knows version {version}"
-            );
+            return Err(unrunnable(
+                Problem::AbiMismatch,
+                format!(
+                    "{program} speaks Fabricks reactor ABI version {version}, this host speaks version {ABI_VERSION}"
+                ),
+            ));
         }
         let memory = match instance.get_export(&mut store, "memory") {
             Some(Extern::Memory(m)) => m,
@@ -283,19 +288,23 @@ fn check_exports(module: &Module, program: &str) -> Result<()> {
         func(name).is_some_and(|f| f.params().len() == params && f.results().len() == results)
     };
     if func(EXPORT_VERSION).is_none() {
-        bail!(
-            "{program} is a reactor module (it exports `_initialize`) but not a Fabricks HTTP reactor: \
-             it lacks the export `{EXPORT_VERSION}`. Register the handler with fabricks.Handle (Go SDK \
-             github.com/fabricks-dev/fabricks/sdk/go) and build with `fabricks build --mode reactor` \
-             (which passes -buildmode=c-shared -tags fabricks_reactor)"
-        );
+        return Err(unrunnable(
+            Problem::NotHttpReactor,
+            format!(
+                "{program} is a reactor module (it exports `_initialize`) but not a Fabricks HTTP reactor: \
+                 it lacks the export `{EXPORT_VERSION}`"
+            ),
+        ));
     }
     for (name, params, results) in [(EXPORT_VERSION, 0, 1), (EXPORT_ALLOC, 1, 1), (EXPORT_HANDLE, 1, 1)] {
         if !has(name, params, results) {
-            bail!(
-                "{program} lacks the reactor ABI export `{name}` ({params} parameter(s), {results} result(s)): \
-                 rebuild it with the Fabricks Go SDK that matches this shim (ABI version {ABI_VERSION})"
-            );
+            return Err(unrunnable(
+                Problem::AbiMismatch,
+                format!(
+                    "{program} lacks the reactor ABI export `{name}` ({params} parameter(s), {results} result(s)) \
+                     of ABI version {ABI_VERSION}"
+                ),
+            ));
         }
     }
     Ok(())

@@ -2,13 +2,14 @@
 
 use std::io::Write;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use wasi_common::{I32Exit, WasiCtx};
 use wasmtime::{Linker, Module, Store, UpdateDeadline};
 
 use crate::command::{wasi_context, Command, TrapSink};
 use crate::limits::{MemoryLimit, MemoryLimitExceeded, OOM_EXIT_CODE};
 use crate::stop::Stopped;
+use crate::unrunnable::{unrunnable, Problem};
 use crate::{Engine, Stopper};
 
 /// Exit status of a module that trapped: 128 + SIGABRT, what a native program that aborts
@@ -21,11 +22,12 @@ struct Host {
 }
 
 impl Engine {
-    /// Runs `module`'s `_start` with `cmd` and returns its exit status: the `proc_exit`
-    /// code, 0 if `_start` returns, `128 + signal` when stopped, [`TRAP_EXIT_CODE`] on a trap
+    /// Runs `module`'s `_start` (or `cmd.entry`) with `cmd` and returns its exit status: the
+    /// `proc_exit` code, 0 if `_start` returns (an entry's own `i32` result), `128 + signal` when stopped, [`TRAP_EXIT_CODE`] on a trap
     /// (reported on the module's stderr). Errors are failures to start it at all.
     pub fn run(&self, module: &Module, cmd: Command, stop: &Stopper) -> Result<i32> {
         let program = cmd.args.first().cloned().unwrap_or_default();
+        let entry = cmd.entry.clone();
         for socket in &cmd.sockets {
             stop.watch_listener(&socket.listener).context("watching a listener")?;
         }
@@ -35,32 +37,56 @@ impl Engine {
         store.limiter(|host| &mut host.memory);
         arm_stop(&mut store, stop, self.wasmtime());
 
-        self.check_command(module, &program)?;
+        self.check_command(module, &program, entry.as_deref())?;
         let instance = match self.linker()?.instantiate(&mut store, module) {
             Ok(instance) => instance,
             // Its initial memory alone is past the limit: the same end as growing past it.
             Err(e) if memory.exceeded() => return Ok(exit_status(Err(e), stop, trap_sink, &program, &memory)),
             Err(e) => return Err(e.context(format!("instantiating {program}"))),
         };
-        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-        let result = start.call(&mut store, ());
+        let result = call_entry(&mut store, &instance, entry.as_deref());
+        // The module's own handles go with the store; the stopper's duplicates go now.
+        drop(store);
+        stop.close_listeners();
         Ok(exit_status(result, stop, trap_sink, &program, &memory))
     }
 
     /// Checks, without running anything, that `module` is a WASI command this engine can
     /// run: it exports `_start` and imports nothing beyond WASI preview 1.
-    pub fn check_command(&self, module: &Module, program: &str) -> Result<()> {
-        let exports_start = module
-            .get_export("_start")
-            .is_some_and(|e| e.func().is_some_and(|f| f.params().len() == 0 && f.results().len() == 0));
-        if !exports_start {
-            bail!(
-                "{program} has no `_start` function: it is not a WASI command module \
-                 (a Go program needs `package main` and must not be built with -buildmode=c-shared)"
-            );
+    pub fn check_command(&self, module: &Module, program: &str, entry: Option<&str>) -> Result<()> {
+        let export = |name: &str| module.get_export(name).and_then(|e| e.func().cloned());
+        match entry {
+            None if !export("_start").is_some_and(|f| f.params().len() == 0 && f.results().len() == 0) => {
+                return Err(unrunnable(
+                    Problem::NotCommand,
+                    format!("{program} has no `_start` function: it is not a WASI command module"),
+                ));
+            }
+            None => {}
+            Some(name) => {
+                let usable = export(name).is_some_and(|f| {
+                    let results: Vec<_> = f.results().collect();
+                    f.params().len() == 0 && (results.is_empty() || (results.len() == 1 && results[0].is_i32()))
+                });
+                if !usable {
+                    let exports: Vec<&str> =
+                        module.exports().filter(|e| e.ty().func().is_some()).map(|e| e.name()).collect();
+                    return Err(unrunnable(
+                        Problem::NoEntryPoint,
+                        format!(
+                            "{program} has no function export `{name}` taking no parameters and returning nothing or \
+                             an i32 (its function exports: {})",
+                            if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
+                        ),
+                    ));
+                }
+            }
         }
-        self.linker()?.instantiate_pre(module).map(drop).with_context(|| {
-            format!("{program} needs imports Fabricks does not provide (only WASI preview 1 is available)")
+        self.linker()?.instantiate_pre(module).map(drop).map_err(|e| {
+            unrunnable(
+                Problem::Imports,
+                format!("{program} needs imports this host does not provide (only WASI preview 1 is available): {e:#}"),
+            )
         })
     }
 
@@ -69,6 +95,25 @@ impl Engine {
         wasi_common::sync::add_to_linker(&mut linker, |h: &mut Host| &mut h.wasi)?;
         Ok(linker)
     }
+}
+
+/// Calls the entry: `_start`, or the named export after `_initialize` (an `i32` result is
+/// the exit status, which ends the run as `proc_exit` would).
+fn call_entry(store: &mut Store<Host>, instance: &wasmtime::Instance, entry: Option<&str>) -> Result<()> {
+    let Some(name) = entry else {
+        return instance.get_typed_func::<(), ()>(&mut *store, "_start")?.call(&mut *store, ());
+    };
+    if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
+        init.call(&mut *store, ())?;
+    }
+    if let Ok(func) = instance.get_typed_func::<(), i32>(&mut *store, name) {
+        let code = func.call(&mut *store, ())?;
+        return match code {
+            0 => Ok(()),
+            code => Err(I32Exit(code).into()),
+        };
+    }
+    instance.get_typed_func::<(), ()>(&mut *store, name)?.call(&mut *store, ())
 }
 
 fn arm_stop(store: &mut Store<Host>, stop: &Stopper, engine: &wasmtime::Engine) {

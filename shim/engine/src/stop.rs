@@ -26,6 +26,8 @@ struct Inner {
     graceful: std::sync::atomic::AtomicBool,
     engines: Mutex<Vec<wasmtime::Engine>>,
     hooks: Mutex<Vec<Hook>>,
+    /// Duplicates of the task's listeners, shut down on a stop; closed when the task ends.
+    listeners: Mutex<Vec<std::net::TcpListener>>,
 }
 
 impl Stopper {
@@ -41,6 +43,10 @@ impl Stopper {
             // Recorded before the hooks wake the module, so a module that then exits by
             // itself still ends with the signal's status.
             let _ = self.inner.signal.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+        }
+        for listener in self.inner.listeners.lock().unwrap().iter() {
+            // SAFETY: shutdown on a socket fd we own; it only ends traffic on the socket.
+            unsafe { libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(listener), libc::SHUT_RDWR) };
         }
         for hook in self.inner.hooks.lock().unwrap().iter() {
             hook(signal);
@@ -58,13 +64,16 @@ impl Stopper {
     /// Shuts `listener` down when a stop is requested, which wakes a guest waiting to
     /// accept on it, and makes SIGTERM and SIGINT graceful (see the type's docs).
     pub fn watch_listener(&self, listener: &std::net::TcpListener) -> std::io::Result<()> {
-        let dup = listener.try_clone()?;
-        self.on_stop(move |_| {
-            // SAFETY: shutdown on a socket fd we own; it only ends traffic on the socket.
-            unsafe { libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(&dup), libc::SHUT_RDWR) };
-        });
+        self.inner.listeners.lock().unwrap().push(listener.try_clone()?);
         self.inner.graceful.store(true, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Closes the duplicates [`Stopper::watch_listener`] keeps: called when the task's run
+    /// ends, so its ports are free (and refuse connections) at once, as a process's are when
+    /// it exits, not only when the task is deleted.
+    pub fn close_listeners(&self) {
+        self.inner.listeners.lock().unwrap().clear();
     }
 
     /// The signal of the stop request, if one was made.

@@ -130,11 +130,11 @@ fn a_module_without_start_or_with_foreign_imports_is_no_command() {
     let cache = tempfile::tempdir().unwrap();
     let engine = engine(cache.path());
     let reactor = engine.load_bytes(&module(r#"(module (func (export "_initialize")))"#)).unwrap();
-    let err = engine.check_command(&reactor, "r.wasm").err().unwrap();
+    let err = engine.check_command(&reactor, "r.wasm", None).err().unwrap();
     assert!(format!("{err:#}").contains("no `_start` function"), "{err:#}");
     let foreign = module(r#"(module (import "wasi:http/handler" "handle" (func)) (func (export "_start")))"#);
     let foreign = engine.load_bytes(&foreign).unwrap();
-    let err = engine.check_command(&foreign, "f.wasm").err().unwrap();
+    let err = engine.check_command(&foreign, "f.wasm", None).err().unwrap();
     assert!(format!("{err:#}").contains("only WASI preview 1"), "{err:#}");
 }
 

@@ -6,8 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+
+/// A response head as the module sent it: status and header lines.
+type Head = (u16, Vec<u8>);
 use fabricks_engine::{
-    CallError, Command, Compiler, Engine, EngineOptions, Exchange, ModuleKind, Reactor, ReactorInstance, Stopper,
+    CallError, Command, Compiler, Engine, EngineOptions, Exchange, ModuleKind, Problem, Reactor, ReactorInstance,
+    Stopper, Unrunnable,
 };
 
 const SIGKILL: i32 = 9;
@@ -39,7 +43,7 @@ fn reactor(version: u32, extra: &str) -> Vec<u8> {
 
 #[derive(Default, Clone)]
 struct Recorded {
-    head: Arc<Mutex<Option<(u16, Vec<u8>)>>>,
+    head: Arc<Mutex<Option<Head>>>,
     body: Arc<Mutex<Vec<u8>>>,
     failed: Arc<AtomicBool>,
 }
@@ -89,22 +93,24 @@ fn a_request_head_goes_in_and_the_response_comes_out() {
 }
 
 #[test]
-fn another_abi_version_is_refused_saying_what_to_do() {
+fn another_abi_version_is_refused_as_unrunnable() {
     let cache = tempfile::tempdir().unwrap();
     let engine = engine(cache.path());
     let reactor = prepare(&engine, &reactor(2, ""), &Stopper::new()).unwrap();
-    let err = format!("{:#}", reactor.instantiate().err().unwrap());
+    let err = reactor.instantiate().err().unwrap();
+    assert_eq!(err.downcast_ref::<Unrunnable>().map(|u| u.problem), Some(Problem::AbiMismatch));
+    let err = format!("{err:#}");
     assert!(err.contains("ABI version 2") && err.contains("version 1"), "{err}");
-    assert!(err.contains("rebuild it"), "{err}");
 }
 
 #[test]
-fn a_reactor_without_the_abi_is_refused_saying_what_to_do() {
+fn a_reactor_without_the_abi_is_refused_as_unrunnable() {
     let cache = tempfile::tempdir().unwrap();
     let engine = engine(cache.path());
     let plain = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_initialize")))"#).unwrap();
-    let err = format!("{:#}", prepare(&engine, &plain, &Stopper::new()).err().unwrap());
-    assert!(err.contains("fabricks_http_abi_version") && err.contains("fabricks.Handle"), "{err}");
+    let err = prepare(&engine, &plain, &Stopper::new()).err().unwrap();
+    assert_eq!(err.downcast_ref::<Unrunnable>().map(|u| u.problem), Some(Problem::NotHttpReactor));
+    assert!(format!("{err:#}").contains("fabricks_http_abi_version"), "{err:#}");
     let neither = wat::parse_str(r#"(module (func (export "main")))"#).unwrap();
     let module = engine.load_bytes(&neither).unwrap();
     let err = format!("{:#}", engine.module_kind(&module, "n.wasm").unwrap_err());
