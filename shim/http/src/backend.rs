@@ -32,8 +32,13 @@ pub enum Failure {
 pub trait Backend: Send + Sync + 'static {
     /// Answers `request`, due by `deadline`. `turn` is the request's admission: hold it
     /// until the instance that serves it is done (after its body).
-    fn answer(self: Arc<Self>, request: Request<Incoming>, remote: SocketAddr, deadline: Instant, turn: OwnedSemaphorePermit)
-        -> Answer;
+    fn answer(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        remote: SocketAddr,
+        deadline: Instant,
+        turn: OwnedSemaphorePermit,
+    ) -> Answer;
 
     /// Called every tick of the server's timer: running calls check their deadlines.
     fn tick(&self);
@@ -45,11 +50,18 @@ pub trait Backend: Send + Sync + 'static {
 pub struct ComponentBackend(pub Arc<HttpService>);
 
 impl Backend for ComponentBackend {
-    fn answer(self: Arc<Self>, request: Request<Incoming>, _remote: SocketAddr, deadline: Instant, turn: OwnedSemaphorePermit)
-        -> Answer {
+    fn answer(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        _remote: SocketAddr,
+        deadline: Instant,
+        turn: OwnedSemaphorePermit,
+    ) -> Answer {
         Box::pin(async move {
             match self.0.handle(request, deadline, turn).await {
-                Ok(Some(response)) => Ok(response.map(|body| body.map_err(|code| std::io::Error::other(format!("{code:?}"))).boxed())),
+                Ok(Some(response)) => {
+                    Ok(response.map(|body| body.map_err(|code| std::io::Error::other(format!("{code:?}"))).boxed()))
+                }
                 Ok(None) => Err(Failure::NoResponse),
                 Err(err) => Err(Failure::Call(err)),
             }

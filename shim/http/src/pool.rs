@@ -84,15 +84,19 @@ impl Pool {
 impl Backend for Pool {
     /// The call runs on a blocking thread; the head comes back through a oneshot channel
     /// and the body through a bounded one (`exchange.rs`).
-    fn answer(self: Arc<Self>, request: Request<Incoming>, remote: SocketAddr, deadline: Instant, turn: OwnedSemaphorePermit)
-        -> Answer {
+    fn answer(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        remote: SocketAddr,
+        deadline: Instant,
+        turn: OwnedSemaphorePermit,
+    ) -> Answer {
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             let head = encode_head(&parts, remote);
             let what = format!("{} {}", parts.method, parts.uri);
             let (exchange, head_rx) = HyperExchange::new(body, deadline);
-            let call =
-                tokio::task::spawn_blocking(move || self.call(turn, &head, Box::new(exchange), deadline, &what));
+            let call = tokio::task::spawn_blocking(move || self.call(turn, &head, Box::new(exchange), deadline, &what));
             if let Ok(response) = head_rx.await {
                 return Ok(response.map(|b| b.boxed()));
             }

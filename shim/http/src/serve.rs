@@ -37,7 +37,12 @@ pub fn serve_component(
 /// `stopper` is signalled; returns the exit status: 0 after a graceful stop (SIGTERM,
 /// SIGINT), `128 + signal` after a hard one. Every thread of the server (and so every
 /// connection a component makes) is in the calling thread's network namespace.
-pub fn serve<B: Backend>(backend: Arc<B>, settings: &Settings, listeners: Vec<StdListener>, stopper: &Stopper) -> Result<i32> {
+pub fn serve<B: Backend>(
+    backend: Arc<B>,
+    settings: &Settings,
+    listeners: Vec<StdListener>,
+    stopper: &Stopper,
+) -> Result<i32> {
     let (stop_tx, stop_rx) = watch::channel(false);
     stopper.on_stop(move |_| {
         let _ = stop_tx.send(true);

@@ -43,7 +43,13 @@ impl Engine {
     /// (reported on its stderr), 137 past the memory limit. `network` says which addresses it
     /// may bind. Runs on the calling thread, which must be in the pod's network namespace.
     /// When this returns, every socket the component opened is closed.
-    pub fn run_component(&self, component: &Component, mut cmd: Command, network: &Network, stop: &Stopper) -> Result<i32> {
+    pub fn run_component(
+        &self,
+        component: &Component,
+        mut cmd: Command,
+        network: &Network,
+        stop: &Stopper,
+    ) -> Result<i32> {
         let program = cmd.args.first().cloned().unwrap_or_default();
         if component.kind() != ComponentKind::Command {
             bail!("{program} is a wasi:http service, not a command: serve it (HttpService) instead of running it");

@@ -163,7 +163,13 @@ pub(crate) fn new_component_engine(settings: &ComponentConfig) -> Result<wasmtim
 impl Engine {
     /// Runs a command program to its exit status: a module with [`Engine::run`] (its sockets
     /// in `cmd`), a component with [`Engine::run_component`] (binding what `network` allows).
-    pub fn run_program(&self, program: &Program, cmd: crate::Command, network: &Network, stop: &crate::Stopper) -> Result<i32> {
+    pub fn run_program(
+        &self,
+        program: &Program,
+        cmd: crate::Command,
+        network: &Network,
+        stop: &crate::Stopper,
+    ) -> Result<i32> {
         match program {
             Program::Module(module) => self.run(module, cmd, stop),
             Program::Component(component) => self.run_component(component, cmd, network, stop),
@@ -215,8 +221,9 @@ impl Engine {
         // SAFETY: as for modules (cache.rs): only our compiler writes the cache directory,
         // and wasmtime checks the artifact's kind, header and engine compatibility.
         let load = |p: &Path| unsafe { wasmtime::component::Component::deserialize_file(&engine, p) };
-        let inner =
-            self.cache.get_or_compile_with(entry, load, |out| crate::compile::compile(&engine, &self.compiler, wasm, out))?;
+        let inner = self
+            .cache
+            .get_or_compile_with(entry, load, |out| crate::compile::compile(&engine, &self.compiler, wasm, out))?;
         let kind = component_kind(&engine, &inner)?;
         Ok(Component { inner, kind })
     }

@@ -69,9 +69,7 @@ pub(crate) fn address_check(
         let udp = match use_ {
             SocketAddrUse::TcpBind => false,
             SocketAddrUse::UdpBind => true,
-            SocketAddrUse::TcpConnect | SocketAddrUse::UdpConnect | SocketAddrUse::UdpOutgoingDatagram => {
-                return true
-            }
+            SocketAddrUse::TcpConnect | SocketAddrUse::UdpConnect | SocketAddrUse::UdpOutgoingDatagram => return true,
         };
         if network.allows_bind(addr, udp) {
             return true;
