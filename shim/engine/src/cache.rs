@@ -39,8 +39,14 @@ impl ModuleCache {
         self.compiles.load(Ordering::Relaxed)
     }
 
+    /// `<sha256>.cwasm` for a core module, `<sha256>.component.cwasm` for a component: the
+    /// kind is part of the key, as wasmtime loads each only as what it was compiled as.
     pub fn entry_path(&self, wasm: &[u8]) -> PathBuf {
-        self.dir.join(format!("{}.cwasm", hex::encode(Sha256::digest(wasm))))
+        let kind = match crate::component::wasm_kind(wasm) {
+            Ok(crate::WasmKind::Component) => ".component",
+            _ => "",
+        };
+        self.dir.join(format!("{}{kind}.cwasm", hex::encode(Sha256::digest(wasm))))
     }
 
     /// The module whose entry is `path` (its [`ModuleCache::entry_path`]: the caller hashes
@@ -52,12 +58,25 @@ impl ModuleCache {
         path: &Path,
         compile: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<Module> {
-        if let Some(module) = self.cached(engine, path) {
+        // SAFETY: the cache directory is written only by this engine's compiler (root-owned
+        // on a node); wasmtime still checks the file's header and engine compatibility.
+        self.get_or_compile_with(path, |p| unsafe { Module::deserialize_file(engine, p) }, compile)
+    }
+
+    /// [`ModuleCache::get_or_compile`] for any compiled artifact (modules, components):
+    /// `load` maps a cache file into the engine.
+    pub(crate) fn get_or_compile_with<T>(
+        &self,
+        path: &Path,
+        load: impl Fn(&Path) -> Result<T>,
+        compile: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<T> {
+        if let Some(module) = self.cached(&load, path) {
             return Ok(module);
         }
         let _lock = EntryLock::take(path)?;
         // Another process may have finished the same module while we waited for the lock.
-        if let Some(module) = self.cached(engine, path) {
+        if let Some(module) = self.cached(&load, path) {
             return Ok(module);
         }
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -70,23 +89,21 @@ impl ModuleCache {
         }
         self.compiles.fetch_add(1, Ordering::Relaxed);
         log::info!("compiled module {} in {:?}", path.display(), started.elapsed());
-        self.try_load(engine, path).with_context(|| format!("loading freshly compiled {}", path.display()))
+        self.try_load(&load, path).with_context(|| format!("loading freshly compiled {}", path.display()))
     }
 
     /// A cache hit: the evidence that a start did not compile is this log line.
-    fn cached(&self, engine: &wasmtime::Engine, path: &Path) -> Option<Module> {
-        let module = self.try_load(engine, path)?;
+    fn cached<T>(&self, load: &impl Fn(&Path) -> Result<T>, path: &Path) -> Option<T> {
+        let module = self.try_load(load, path)?;
         log::info!("using cached module {}", path.display());
         Some(module)
     }
 
-    fn try_load(&self, engine: &wasmtime::Engine, path: &Path) -> Option<Module> {
+    fn try_load<T>(&self, load: &impl Fn(&Path) -> Result<T>, path: &Path) -> Option<T> {
         if !path.exists() {
             return None;
         }
-        // SAFETY: the cache directory is written only by this engine's compiler (root-owned
-        // on a node); wasmtime still checks the file's header and engine compatibility.
-        match unsafe { Module::deserialize_file(engine, path) } {
+        match load(path) {
             Ok(module) => Some(module),
             Err(e) => {
                 log::warn!("discarding unusable cache entry {}: {e:#}", path.display());
@@ -98,7 +115,7 @@ impl ModuleCache {
 }
 
 /// `wasmtime-<version>-<hash of the settings that make compiled code compatible>`.
-fn engine_fingerprint(engine: &wasmtime::Engine) -> String {
+pub(crate) fn engine_fingerprint(engine: &wasmtime::Engine) -> String {
     let mut hasher = ShaHasher(Sha256::new());
     engine.precompile_compatibility_hash().hash(&mut hasher);
     let digest = hasher.0.finalize();

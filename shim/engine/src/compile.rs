@@ -27,8 +27,9 @@ pub fn check_magic(bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Compiles `wasm` with the engine configuration every Fabricks process shares and writes
-/// the result to `out`. Entry point for compiler child processes.
+/// Compiles `wasm` (a core module or a component) with the engine configuration every
+/// Fabricks process shares and writes the result to `out`. Entry point for compiler child
+/// processes.
 pub fn compile_to_file(wasm: &[u8], out: &Path) -> Result<()> {
     let engine = crate::new_wasmtime_engine()?;
     compile_in_process(&engine, wasm, out)
@@ -42,8 +43,10 @@ pub(crate) fn compile(engine: &wasmtime::Engine, compiler: &Compiler, wasm: &[u8
 }
 
 fn compile_in_process(engine: &wasmtime::Engine, wasm: &[u8], out: &Path) -> Result<()> {
-    let compiled = engine
-        .precompile_module(wasm)
-        .map_err(|e| unrunnable(Problem::Invalid, format!("invalid WebAssembly module: {e:#}")))?;
+    let compiled = match crate::component::wasm_kind(wasm)? {
+        crate::WasmKind::Module => engine.precompile_module(wasm),
+        crate::WasmKind::Component => engine.precompile_component(wasm),
+    }
+    .map_err(|e| unrunnable(Problem::Invalid, format!("invalid WebAssembly: {e:#}")))?;
     std::fs::write(out, compiled).with_context(|| format!("writing {}", out.display()))
 }

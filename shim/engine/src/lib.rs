@@ -8,6 +8,7 @@
 mod cache;
 mod command;
 mod compile;
+pub mod component;
 mod errno;
 mod limits;
 mod reactor;
@@ -24,6 +25,9 @@ use anyhow::{Context, Result};
 pub use cache::ModuleCache;
 pub use command::{Command, Preopen, Socket, Stdio};
 pub use compile::{check_magic, compile_to_file};
+pub use component::{
+    wasm_kind, Component, ComponentConfig, ComponentKind, HttpService, NetNamespace, Network, Program, WasmKind,
+};
 pub use limits::{MemoryLimit, MemoryLimitExceeded, OOM_EXIT_CODE};
 pub use reactor::{
     CallError, CommandFactory, Exchange, ModuleKind, Reactor, ReactorInstance, ABI_VERSION, IMPORT_MODULE,
@@ -68,13 +72,20 @@ pub struct Engine {
     inner: wasmtime::Engine,
     cache: ModuleCache,
     compiler: Compiler,
+    /// The async engine components run on, made on first use (see `component`).
+    components: component::Engines,
 }
 
 impl Engine {
     pub fn new(options: EngineOptions) -> Result<Self> {
+        Self::with_components(options, ComponentConfig::default())
+    }
+
+    /// [`Engine::new`] with non-default settings for the component engine.
+    pub fn with_components(options: EngineOptions, components: ComponentConfig) -> Result<Self> {
         let inner = new_wasmtime_engine()?;
         let cache = ModuleCache::new(&options.cache_dir, &inner)?;
-        Ok(Self { inner, cache, compiler: options.compiler })
+        Ok(Self { inner, cache, compiler: options.compiler, components: component::Engines::new(components) })
     }
 
     /// Returns the compiled module for the wasm file at `path`, compiling it only if no
@@ -127,10 +138,16 @@ impl Engine {
 /// The one engine configuration: the compiler child and the loader must agree on it,
 /// or the cache key (which hashes it) would never match.
 pub(crate) fn new_wasmtime_engine() -> Result<wasmtime::Engine> {
+    wasmtime::Engine::new(&base_config()).context("creating the wasmtime engine")
+}
+
+/// The settings compiled code depends on, shared by the module and the component engines
+/// (so one compiler child and one cache directory serve both).
+pub(crate) fn base_config() -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     // Stops interrupt a module that never calls the host (a spin loop).
     config.epoch_interruption(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     config.wasm_backtrace(true);
-    wasmtime::Engine::new(&config).context("creating the wasmtime engine")
+    config
 }

@@ -1,5 +1,5 @@
-//! One HTTP request: wait for an instance, encode the head, call the module on a blocking
-//! thread, answer with what it sends — or with the status that says why it could not.
+//! One HTTP request: wait for a turn (or 503), let the backend answer, and turn a failure
+//! into the status that says why (504 past the deadline, else 500).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,22 +9,20 @@ use bytes::Bytes;
 use fabricks_engine::CallError;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use crate::exchange::HyperExchange;
-use crate::pool::{Failure, Pool};
+use crate::backend::{Backend, Failure, ResponseBody};
+use crate::gate::Gate;
 
-pub type ResponseBody = BoxBody<Bytes, std::io::Error>;
-
-pub async fn dispatch(
-    pool: Arc<Pool>,
+pub async fn dispatch<B: Backend>(
+    backend: Arc<B>,
+    gate: Arc<Gate>,
     timeout: Duration,
     request: Request<Incoming>,
     remote: SocketAddr,
 ) -> Response<ResponseBody> {
-    let Some(permit) = pool.acquire().await else {
+    let Some(turn) = gate.admit().await else {
         log::warn!("all instances busy and the queue full: 503 for {} {}", request.method(), request.uri());
         let mut busy = plain(StatusCode::SERVICE_UNAVAILABLE, "all instances are busy; retry shortly\n");
         busy.headers_mut().insert(RETRY_AFTER, http::HeaderValue::from_static("1"));
@@ -32,25 +30,13 @@ pub async fn dispatch(
     };
     // The clock starts once an instance is ours: waiting in line is not the module's time.
     let deadline = Instant::now() + timeout;
-    let (parts, body) = request.into_parts();
-    let head = encode_head(&parts, remote);
-    let what = format!("{} {}", parts.method, parts.uri);
-    let (exchange, head_rx) = HyperExchange::new(body, deadline);
-    let worker = pool.clone();
-    let call = tokio::task::spawn_blocking(move || worker.call(permit, &head, Box::new(exchange), deadline, &what));
-    if let Ok(response) = head_rx.await {
-        return response.map(|b| b.boxed());
-    }
-    // No head: the call ended without one.
-    match call.await {
-        Ok(Err(Failure::Call(CallError::Timeout))) => {
+    match backend.answer(request, remote, deadline, turn).await {
+        Ok(response) => response,
+        Err(Failure::Call(CallError::Timeout)) => {
             plain(StatusCode::GATEWAY_TIMEOUT, &format!("the request took longer than {}s\n", timeout.as_secs()))
         }
-        Ok(Err(err)) => {
-            plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("the module failed: {}\n", failure_text(&err)))
-        }
-        Ok(Ok(())) => plain(StatusCode::INTERNAL_SERVER_ERROR, "the module sent no valid response\n"),
-        Err(join) => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("the request's worker failed: {join}\n")),
+        Err(Failure::NoResponse) => plain(StatusCode::INTERNAL_SERVER_ERROR, "the module sent no valid response\n"),
+        Err(err) => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("the module failed: {}\n", failure_text(&err))),
     }
 }
 
@@ -59,6 +45,7 @@ fn failure_text(err: &Failure) -> String {
         Failure::Call(CallError::Trap(_)) => "it trapped (the trap is in the task's log)".into(),
         Failure::Call(other) => other.to_string(),
         Failure::NoInstance(_) => "no instance could be started (see the task's log)".into(),
+        Failure::NoResponse => "it sent no response".into(),
     }
 }
 
@@ -81,7 +68,7 @@ pub fn encode_head(parts: &http::request::Parts, remote: SocketAddr) -> Vec<u8> 
     head
 }
 
-fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
+pub(crate) fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
     let body = Full::new(Bytes::from(text.to_string())).map_err(|never| match never {}).boxed();
     let mut response = Response::new(body);
     *response.status_mut() = status;

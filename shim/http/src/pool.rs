@@ -1,31 +1,25 @@
 //! The instances of one reactor: pre-initialised, handed out one request at a time,
 //! replaced when a call breaks one.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use fabricks_engine::{CallError, Exchange, Reactor, ReactorInstance};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use http::Request;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
 
+use crate::backend::{Answer, Backend, Failure};
+use crate::dispatch::encode_head;
+use crate::exchange::HyperExchange;
 use crate::Settings;
 
 pub struct Pool {
     reactor: Reactor,
     idle: Mutex<Vec<ReactorInstance>>,
-    /// One permit per instance: holding one means an instance is yours.
-    permits: Arc<Semaphore>,
-    waiting: AtomicUsize,
-    max_waiting: usize,
-}
-
-/// Why a request got no answer from the module.
-#[derive(Debug)]
-pub enum Failure {
-    Call(CallError),
-    /// No instance could be made (the module's `_initialize` fails now, say).
-    NoInstance(String),
 }
 
 impl Pool {
@@ -38,34 +32,14 @@ impl Pool {
             })
             .collect::<Result<Vec<_>>>()?;
         log::info!("{}: {} instances ready", reactor.program(), idle.len());
-        Ok(Self {
-            reactor,
-            idle: Mutex::new(idle),
-            permits: Arc::new(Semaphore::new(settings.instances)),
-            waiting: AtomicUsize::new(0),
-            max_waiting: settings.queue,
-        })
-    }
-
-    /// An instance's permit, waiting in line if all are busy; None if the line is full.
-    pub async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
-        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
-            return Some(permit);
-        }
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-            return None;
-        }
-        let permit = self.permits.clone().acquire_owned().await.ok();
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        permit
+        Ok(Self { reactor, idle: Mutex::new(idle) })
     }
 
     /// Runs one request on an idle instance (blocking: call from a blocking thread). A
-    /// broken instance is reported, dropped and replaced before the permit is given back.
+    /// broken instance is reported, dropped and replaced before the turn is given back.
     pub fn call(
         &self,
-        _permit: OwnedSemaphorePermit,
+        _turn: OwnedSemaphorePermit,
         head: &[u8],
         exchange: Box<dyn Exchange>,
         deadline: Instant,
@@ -104,5 +78,42 @@ impl Pool {
 
     pub fn reactor(&self) -> &Reactor {
         &self.reactor
+    }
+}
+
+impl Backend for Pool {
+    /// The call runs on a blocking thread; the head comes back through a oneshot channel
+    /// and the body through a bounded one (`exchange.rs`).
+    fn answer(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        remote: SocketAddr,
+        deadline: Instant,
+        turn: OwnedSemaphorePermit,
+    ) -> Answer {
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let head = encode_head(&parts, remote);
+            let what = format!("{} {}", parts.method, parts.uri);
+            let (exchange, head_rx) = HyperExchange::new(body, deadline);
+            let call = tokio::task::spawn_blocking(move || self.call(turn, &head, Box::new(exchange), deadline, &what));
+            if let Ok(response) = head_rx.await {
+                return Ok(response.map(|b| b.boxed()));
+            }
+            // No head: the call ended without one.
+            match call.await {
+                Ok(Err(err)) => Err(err),
+                Ok(Ok(())) => Err(Failure::NoResponse),
+                Err(join) => Err(Failure::NoInstance(format!("the request's worker failed: {join}"))),
+            }
+        })
+    }
+
+    fn tick(&self) {
+        self.reactor.tick();
+    }
+
+    fn program(&self) -> &str {
+        self.reactor.program()
     }
 }

@@ -1,28 +1,48 @@
-//! The server of a reactor task: accepts on the task's listeners, serves HTTP/1.1 with
-//! hyper, stops gracefully (stop accepting, let requests in flight finish) or hard.
+//! The server of an HTTP task (a reactor pool or a `wasi:http` component): accepts on the
+//! task's listeners, serves HTTP/1.1 with hyper, stops gracefully (stop accepting, let
+//! requests in flight finish) or hard.
 
 use std::net::TcpListener as StdListener;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use fabricks_engine::{Reactor, Stopper};
+use fabricks_engine::{HttpService, Stopper};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::backend::{Backend, ComponentBackend};
 use crate::dispatch::dispatch;
-use crate::{Pool, Settings};
+use crate::gate::Gate;
+use crate::Settings;
 
 /// How often running calls check their deadline: the timeout's resolution.
 const DEADLINE_TICK: Duration = Duration::from_millis(100);
 
-/// Serves `listeners` with the instances of `pool` until `stopper` is signalled; returns
-/// the exit status: 0 after a graceful stop (SIGTERM, SIGINT), `128 + signal` after a
-/// hard one.
-pub fn serve(pool: Arc<Pool>, settings: &Settings, listeners: Vec<StdListener>, stopper: &Stopper) -> Result<i32> {
+/// Serves `listeners` with a `wasi:http` component, a fresh instance per request (see
+/// [`serve`]).
+pub fn serve_component(
+    service: Arc<HttpService>,
+    settings: &Settings,
+    listeners: Vec<StdListener>,
+    stopper: &Stopper,
+) -> Result<i32> {
+    serve(Arc::new(ComponentBackend(service)), settings, listeners, stopper)
+}
+
+/// Serves `listeners` with `backend` (a reactor [`crate::Pool`], a component) until
+/// `stopper` is signalled; returns the exit status: 0 after a graceful stop (SIGTERM,
+/// SIGINT), `128 + signal` after a hard one. Every thread of the server (and so every
+/// connection a component makes) is in the calling thread's network namespace.
+pub fn serve<B: Backend>(
+    backend: Arc<B>,
+    settings: &Settings,
+    listeners: Vec<StdListener>,
+    stopper: &Stopper,
+) -> Result<i32> {
     let (stop_tx, stop_rx) = watch::channel(false);
     stopper.on_stop(move |_| {
         let _ = stop_tx.send(true);
@@ -31,14 +51,14 @@ pub fn serve(pool: Arc<Pool>, settings: &Settings, listeners: Vec<StdListener>, 
     for listener in &listeners {
         stopper.watch_listener(listener).context("watching a listener")?;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = fabricks_engine::component::runtime_builder(true)?
         .worker_threads(settings.instances.clamp(1, 4))
         .max_blocking_threads(settings.instances + 4)
-        .thread_name("reactor-http")
-        .enable_all()
+        .thread_name("fabricks-http")
         .build()
         .context("starting the HTTP server's threads")?;
-    let graceful = runtime.block_on(accept_all(pool.clone(), settings.timeout, listeners, stop_rx))?;
+    let gate = Arc::new(Gate::new(settings));
+    let graceful = runtime.block_on(accept_all(backend, gate, settings.timeout, listeners, stop_rx))?;
     if let Some(sig) = stopper.requested() {
         // Hard stop: running calls trap at their next epoch check; nothing is waited for.
         runtime.shutdown_background();
@@ -53,19 +73,20 @@ pub fn serve(pool: Arc<Pool>, settings: &Settings, listeners: Vec<StdListener>, 
     Ok(stopper.requested().map_or(0, |sig| 128 + sig))
 }
 
-async fn accept_all(
-    pool: Arc<Pool>,
+async fn accept_all<B: Backend>(
+    backend: Arc<B>,
+    gate: Arc<Gate>,
     timeout: Duration,
     listeners: Vec<StdListener>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<GracefulShutdown> {
     let graceful = Arc::new(GracefulShutdown::new());
-    let ticker = tokio::spawn(tick(pool.reactor().clone()));
+    let ticker = tokio::spawn(tick(backend.clone()));
     let mut loops = tokio::task::JoinSet::new();
     for listener in listeners {
         listener.set_nonblocking(true).context("making the listener non-blocking")?;
         let listener = TcpListener::from_std(listener).context("registering the listener")?;
-        loops.spawn(accept(listener, pool.clone(), timeout, graceful.clone(), stop.clone()));
+        loops.spawn(accept(listener, backend.clone(), gate.clone(), timeout, graceful.clone(), stop.clone()));
     }
     stopped(&mut stop).await;
     while loops.join_next().await.is_some() {}
@@ -73,9 +94,10 @@ async fn accept_all(
     Ok(Arc::into_inner(graceful).expect("accept loops ended"))
 }
 
-async fn accept(
+async fn accept<B: Backend>(
     listener: TcpListener,
-    pool: Arc<Pool>,
+    backend: Arc<B>,
+    gate: Arc<Gate>,
     timeout: Duration,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
@@ -93,10 +115,10 @@ async fn accept(
             },
         };
         let _ = stream.set_nodelay(true);
-        let pool = pool.clone();
+        let (backend, gate) = (backend.clone(), gate.clone());
         let service = service_fn(move |request| {
-            let pool = pool.clone();
-            async move { Ok::<_, std::convert::Infallible>(dispatch(pool, timeout, request, remote).await) }
+            let (backend, gate) = (backend.clone(), gate.clone());
+            async move { Ok::<_, std::convert::Infallible>(dispatch(backend, gate, timeout, request, remote).await) }
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -117,10 +139,10 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// Advances the engine's epoch so running calls look at their deadline.
-async fn tick(reactor: Reactor) {
+async fn tick<B: Backend>(backend: Arc<B>) {
     let mut interval = tokio::time::interval(DEADLINE_TICK);
     loop {
         interval.tick().await;
-        reactor.tick();
+        backend.tick();
     }
 }
