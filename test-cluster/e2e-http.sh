@@ -471,6 +471,30 @@ err_in_use_twin() {
 	refused e-twin '0\.0\.0\.0:8080' 'in use' -- "$IMG"
 }
 
+# A task that has ended keeps no port (kubelet keeps a dead container for `logs --previous`
+# while it starts the next): go-hello, given 127.0.0.1:18096 by its listen spec, exits at
+# once and is kept; a client of the port is refused (not left hanging), and a go-http on the
+# same port serves while the first is still there.
+exited_frees_port() {
+	local mark
+	mark=$(events_mark)
+	run_ctr run -d --net-host --runtime "$RT" --env FABRICKS_LISTEN=http=127.0.0.1:18096 "$IMG_HELLO" x-first
+	expect_rc 0 && wait_exit x-first "$mark" "$STOP_WAIT" || return
+	KEEP="x-first"
+	[[ $(task_status x-first) == STOPPED ]] || why "x-first is $(task_status x-first), want STOPPED (kept, not deleted)" || return
+	CMD="curl http://127.0.0.1:18096/ (x-first has exited)"
+	OUT=$(curl -sS -m 5 http://127.0.0.1:18096/ 2>&1)
+	RC=$?
+	((RC == 7)) || why "curl exit $RC, want 7 (connection refused): $OUT" || return
+	serve x-second --net-host --env FABRICKS_LISTEN=http=127.0.0.1:18096 "$IMG_NOPORTS" || return
+	get http://127.0.0.1:18096/ && h_root_body || return
+	finish x-second || return
+	KEEP=''
+	run_ctr task rm x-first
+	run_ctr containers rm x-first
+	expect_rc 0 && expect_gone x-first
+}
+
 # Case 4. SIGTERM on the idle h1: the shim shuts its listener down, go-http returns from Serve
 # and exits 0; the port is free again.
 stop_term() {
@@ -859,6 +883,7 @@ flavour_cases() {
 	check "reactor: SIGTERM: a request in flight completes, then exit 0" stop_inflight reactor
 	check "SIGKILL: a spinning go-hello ends with 137" kill_spin
 	check "SIGKILL: go-http ends with 137, its port is released" kill_http
+	check "an exited task keeps no port: its clients are refused, a new go-http serves on it" exited_frees_port
 	check "down" containerd_down
 
 	# 5: CRI.

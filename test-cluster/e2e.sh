@@ -26,6 +26,7 @@ TMO=${FABRICKS_E2E_TIMEOUT:-120}
 readonly IMG_TAR=localhost/fabricks-e2e/go-hello:tar
 readonly IMG_WASM=localhost/fabricks-e2e/go-hello:wasm
 readonly PAUSE=localhost/fabricks/pause:3
+readonly IMG_PROBE=localhost/fabricks-e2e/fsprobe:latest
 
 suite_begin e2e fabricks-e2e
 RETRY_MISSING=1
@@ -64,6 +65,9 @@ make_rootfses() {
 	head -c "$(($(stat -c %s "$TMP/go-hello.wasm") / 2))" "$TMP/go-hello.wasm" >"$r/truncated/bad.wasm"
 	# (module (func (export "_start") unreachable)) — type, function, export and code sections.
 	printf '\0asm\1\0\0\0\1\4\1\140\0\0\3\2\1\0\7\12\1\6_start\0\0\12\5\1\3\0\0\13' >"$r/trap/trap.wasm"
+	# (module (func (export "run") (result i32) i32.const 7)): no _start, one export to run.
+	mkdir -p "$r/export"
+	printf '\0asm\1\0\0\0\1\5\1\140\0\1\177\3\2\1\0\7\7\1\3run\0\0\12\6\1\4\0\101\7\13' >"$r/export/m.wasm"
 }
 
 # --- cases ---------------------------------------------------------------------------------
@@ -329,6 +333,51 @@ cache_swept_with_image() {
 	[[ ! -e ${entry%.cwasm}.origins ]] || why "${entry%.cwasm}.origins left behind"
 }
 
+# A Go program's expectations of a container's files: /dev/null, /dev/zero, /dev/full,
+# /dev/random, /dev/urandom and a writable os.TempDir(); a 16 MiB tmpfs mount holds 15 MiB
+# and refuses 17 with "no space"; nothing of it stays on the host after delete.
+probe() {
+	local id=$1
+	shift
+	run_ctr run --rm --runtime "$RT" --mount "type=tmpfs,src=tmpfs,dst=/scratch,options=size=16m" "$IMG_PROBE" "$id" /fsprobe.wasm "$@"
+}
+
+usual_files() {
+	probe e2e-probe
+	expect_rc 0 && expect_out "ok /dev/null takes writes and reads empty" && expect_out "ok /dev/full refuses writes with ENOSPC" &&
+		expect_out "ok os.TempDir() is writable" && expect_gone e2e-probe
+}
+
+tmpfs_fits() {
+	probe e2e-fill15 --fill /scratch/f --mib 15
+	expect_rc 0 && expect_out "ok fill /scratch/f with 15 MiB" && expect_gone e2e-fill15
+}
+
+tmpfs_full() {
+	probe e2e-fill17 --fill /scratch/f --mib 17
+	expect_rc 1 && expect_out_re 'FAIL fill /scratch/f with 17 MiB: after 1[56] MiB: .*[Nn]o space left on device' &&
+		expect_gone e2e-fill17
+}
+
+# --read-only: the rootfs refuses writes (EROFS, no trap), /tmp and the tmpfs mount still
+# take them.
+readonly_rootfs() {
+	run_ctr run --rm --runtime "$RT" --read-only "$IMG_PROBE" e2e-ro /fsprobe.wasm --fill /f
+	expect_rc 1 && expect_out_re 'FAIL fill /f with 1 MiB: .*[Rr]ead-only file system' && expect_gone e2e-ro || return
+	run_ctr run --rm --runtime "$RT" --read-only "$IMG_PROBE" e2e-ro-tmp /fsprobe.wasm
+	expect_rc 0 && expect_out "ok os.TempDir() is writable" && expect_gone e2e-ro-tmp
+}
+
+# `/m.wasm#run`: the export runs instead of `_start`, its i32 result is the exit status.
+export_entry() {
+	run_ctr run --rm --runtime "$RT" --rootfs "$TMP/rootfs/export" e2e-export '/m.wasm#run'
+	expect_rc 7 && expect_gone e2e-export || return
+	grep -qF " $TMP/rootfs/export/" /proc/self/mountinfo && why "mounts left under $TMP/rootfs/export"
+	run_ctr run --rm --runtime "$RT" --rootfs "$TMP/rootfs/export" e2e-export2 '/m.wasm#nope'
+	[[ $RC != 0 && $RC != timeout ]] || why "a missing export ran" || return
+	expect_err_re 'no function export `nope`.*run' && expect_gone e2e-export2
+}
+
 flavour_cases() {
 	use_flavour
 	check "containerd up" harness_up || return
@@ -360,6 +409,12 @@ flavour_cases() {
 	check "SIGKILL stops a spinning module (exit 137)" kill_case e2e-kill SIGKILL 137 --spin log
 	check "SIGTERM stops a spinning module (exit 143)" kill_case e2e-term-spin SIGTERM 143 --spin log
 	check "a trap exits 134 with a wasm backtrace on stderr" trap_reported
+	check "import the fsprobe image" import_image "$TMP/fsprobe.tar" "$IMG_PROBE" wasi/wasm
+	check "/dev/null, /dev/zero, /dev/full, /dev/urandom and os.TempDir() work as on Linux" usual_files
+	check "a 16 MiB tmpfs mount takes 15 MiB" tmpfs_fits
+	check "a 16 MiB tmpfs mount refuses 17 MiB with \"no space\"" tmpfs_full
+	check "--read-only: writes to the rootfs fail with EROFS, /tmp still works" readonly_rootfs
+	check "entrypoint /m.wasm#run runs the export and exits with its status" export_entry
 	check "import the native pause image" import_image "$TMP/pause.tar" "$PAUSE"
 	check "native pause runs under runc through the shim, stops on SIGTERM" pause_native
 	check "the module compiled once and is in the cache" compiled_once
@@ -381,11 +436,12 @@ check "install prerequisites" install_prerequisites # not fatal: what is missing
 if [[ ${FABRICKS_E2E_BUILD:-1} != 0 ]]; then check "cargo build shim and CLI" build_binaries || prepared=0; fi
 mkdir -p "$TMP/src"
 # A private copy: `fabricks build` writes into the project's .fabricks/, which others may use.
-cp -r "$REPO/examples/go-hello" "$TMP/src/" && rm -rf "$TMP/src/go-hello/.fabricks"
+cp -r "$REPO/examples/go-hello" "$REPO/test-cluster/programs/fsprobe" "$TMP/src/" && rm -rf "$TMP/src/"*/.fabricks
 check "fabricks build (tar layer)" build_image "$TMP/src/go-hello" "$IMG_TAR" "$TMP/go-hello-tar.tar" --layer tar || prepared=0
 check "fabricks build --layer wasm" build_image "$TMP/src/go-hello" "$IMG_WASM" "$TMP/go-hello-wasm.tar" --layer wasm
 check "the tar-layer image holds /go-hello.wasm" extract_module || prepared=0
 check "harness pause image" make_pause_image
+check "fabricks build test-cluster/programs/fsprobe" build_image "$TMP/src/fsprobe" "$IMG_PROBE" "$TMP/fsprobe.tar" || prepared=0
 if ((prepared == 0)); then
 	echo "# e2e: preparation failed, no containerd started"
 	summary

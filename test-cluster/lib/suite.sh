@@ -223,6 +223,14 @@ expect_out() {
 	}
 }
 
+# expect_out_re REGEX: the last command's stdout+stderr matches the extended regex.
+expect_out_re() {
+	grep -Eq -- "$1" <<<"$OUT"$'\n'"$ERR" || {
+		MISSING=1
+		why "output does not match /$1/"
+	}
+}
+
 # expect_err_re REGEX: stderr matches the extended regex.
 expect_err_re() {
 	grep -Eq -- "$1" <<<"$ERR" || {
