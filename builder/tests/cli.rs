@@ -343,3 +343,34 @@ fn native_images_take_no_wasm_layer() {
     assert!(stderr.contains("only go in a tar layer"), "{stderr}");
     assert!(!out.path().join("x.tar").exists());
 }
+
+#[test]
+fn a_prebuilt_component_is_packed_beside_itself_with_its_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("greeter.wasm");
+    // A component's preamble: magic, version 0x0d, layer 1.
+    std::fs::write(&file, b"\0asm\x0d\0\x01\0").unwrap();
+    let output = succeed(fabricks().arg("build").arg(&file).args(["--listen", "http=8080", "--label", "team=x"]));
+    let stdout = text(&output.stdout);
+    let archive = dir.path().join("greeter.tar");
+    assert!(stdout.contains("localhost/greeter:latest"), "{stdout}");
+    assert!(stdout.contains(&format!("file:   {}", archive.display())), "{stdout}");
+    assert!(stdout.contains("listen: http=8080 (8080/tcp)"), "{stdout}");
+    let config = image_config(&archive);
+    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/greeter.wasm"]));
+    assert_eq!(config["config"]["Labels"]["fabricks.io/wasm-kind"], "component");
+    assert_eq!(config["config"]["Labels"]["team"], "x");
+    assert_eq!((&config["os"], &config["architecture"]), (&serde_json::json!("wasi"), &serde_json::json!("wasm")));
+}
+
+#[test]
+fn build_refuses_a_file_that_is_not_wasm() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.wasm");
+    std::fs::write(&file, "#!/bin/sh\n").unwrap();
+    let output = fabricks().arg("build").arg(&file).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("not a WebAssembly module or component"), "{stderr}");
+    assert!(!dir.path().join("app.tar").exists());
+}
