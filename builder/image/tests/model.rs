@@ -447,3 +447,23 @@ fn a_nested_index_as_ctr_export_writes_it_is_followed() {
     let read = read_image(&mut Memory::with(&all, &outer), reference(), Want::Wasm).unwrap();
     assert_eq!(read.manifest_blob(), image.manifest_blob());
 }
+
+#[test]
+fn long_paths_survive_the_layer() {
+    let deep = format!("{}/App.resources.dll", ["managed"; 20].join("/"));
+    assert!(deep.len() > 100, "past the 100 bytes of a plain tar name");
+    let mut tree = Tree::new();
+    tree.add_file("dotnet.wasm", MODULE.to_vec(), false).unwrap();
+    tree.add_file(&deep, b"MZ".to_vec(), false).unwrap();
+    let payload = Payload::Tree {
+        root: "/app".into(),
+        tree,
+        entrypoint: vec!["/app/dotnet.wasm".into()],
+        args: vec![],
+        workdir: None,
+    };
+    let image = Image::build(&payload, &options(LayerKind::Tar)).unwrap();
+    let entries = layer_entries(&image.layers()[0]);
+    let file = entries.iter().find(|e| e.0 == format!("app/{deep}")).expect("the long path is in the layer");
+    assert_eq!(file.4, b"MZ");
+}
