@@ -18,7 +18,7 @@ source "$HERE/lib/suite.sh"
 
 readonly IMG=localhost/go-http:latest
 INSTALLER=$REPO/target/release/fabricks-node-installer
-SET_KEYS=$REPO/target/release/examples/set-keys
+SET_KEYS=$REPO/target/release/set-keys
 IMAGE_TOOL=$REPO/target/release/fabricks-installer-image
 readonly SHIM_ON_HOST=usr/local/bin/containerd-shim-fabricks-v1
 readonly CONFIG_ON_HOST=etc/containerd/config.toml
@@ -59,9 +59,8 @@ tools() {
 }
 
 build_all() {
-	run_cmd cargo build --release --manifest-path "$REPO/Cargo.toml" -p containerd-shim-fabricks -p fabricks -p fabricks-installer
-	expect_rc 0 || return
-	run_cmd cargo build --release --manifest-path "$REPO/Cargo.toml" -p fabricks-installer --example set-keys
+	run_cmd cargo build --release --manifest-path "$REPO/Cargo.toml" -p containerd-shim-fabricks -p fabricks \
+		-p fabricks-installer -p fabricks-installer-image -p fabricks-test-tools
 	expect_rc 0 || return
 	[[ -x $INSTALLER && -x $SET_KEYS && -x $IMAGE_TOOL && -x $FABRICKS_SHIM && -x $FABRICKS ]] || why "a binary is missing"
 }

@@ -2,12 +2,14 @@
 # shellcheck disable=SC2016,SC2001 # `bash -c` conditions read their values as $1, $2... on purpose; sed prefixes every line
 # End-to-end tests of `fabricks push`/`build --push`/`run REF` against a real private
 # docker-registry (test-cluster/registry.sh) and image pulls by real containerds (ctr, both
-# flavours through harness.sh).
+# flavours through harness.sh); prebuilt .wasm packed by `fabricks build FILE.wasm`, and the CNCF
+# wasm artifact layout as `oras` pushes it (oras is `go install`ed into $FABRICKS_TOOLS).
 #
 # usage: e2e-registry.sh            (needs root, go, cargo; apt docker-registry apache2-utils skopeo)
 #
-# Prints `ok - name` / `not ok - name: why` (details on `#` lines), then `N passed, N failed`;
-# exits 1 if any case failed. Always stops what it started. Knobs:
+# Prints `ok - name` / `not ok - name: why` (details on `#` lines), then `N passed, N failed`
+# (`, N skipped` when a case could not run: its line says why); exits 1 if any case failed.
+# Always stops what it started. Knobs:
 #   FABRICKS_HARNESS_DIR  work dir of the registries and containerds (default /tmp/fh-reg);
 #                         its registry data is wiped at start.
 #   FABRICKS_E2E_BUILD=0  skip `cargo build --release`
@@ -26,7 +28,9 @@ HELLO=$REG/examples/go-hello:dev
 HTTP=$REG/examples/go-http:dev
 FLAVOURS=${FABRICKS_E2E_FLAVOURS:-1.6 2}
 TMP=$(mktemp -d /tmp/fabricks-e2e-registry.XXXXXX)
-PASSED=0 FAILED=0
+readonly ORAS_VERSION=1.2.3
+ORAS=${FABRICKS_TOOLS:-$HOME/.cache/fabricks/tools}/oras-$ORAS_VERSION/oras
+PASSED=0 FAILED=0 SKIPPED=0
 declare -A DIGEST
 STARTED_FLAVOURS=()
 
@@ -44,6 +48,10 @@ check() {
 	local name=$1 why=$2
 	shift 2
 	if "$@"; then ok "$name"; else not_ok "$name" "$why" "${OUT:-}"; fi
+}
+skip() {
+	echo "ok - $1 # SKIP $2"
+	SKIPPED=$((SKIPPED + 1))
 }
 has() { grep -qiF -- "$1" <<<"$OUT"; }
 json() { jq -r "$1" <<<"$OUT" 2>/dev/null; }
@@ -110,6 +118,70 @@ JSON=$("$FAB" build "$REPO/examples/go-hello" --layer wasm -o "$TMP/go-hello-was
 RC=$?
 check "a wasm-layer image pushes and runs from the registry" "exit $RC" \
 	bash -c '[[ $2 == 0 ]] && grep -q "Hello from Fabricks!" <<<"$1" && grep -qF "args: [\"w\"]" <<<"$1"' _ "$OUT" "$RC"
+
+# --- prebuilt wasm and the CNCF wasm artifact layout -----------------------------------------
+# config_label REPO TAG LABEL: the label of the image config the tag's first manifest names.
+config_label() {
+	local top manifest config
+	top=$(curl -sf -H 'Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json' \
+		"http://$REG/v2/$1/manifests/$2") || return
+	manifest=$(jq -r 'if .manifests then .manifests[0].digest else empty end' <<<"$top")
+	[[ -z $manifest ]] || top=$(curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+		"http://$REG/v2/$1/manifests/$manifest") || return
+	config=$(jq -r .config.digest <<<"$top")
+	curl -sf "http://$REG/v2/$1/blobs/$config" | jq -r --arg l "$3" '.config.Labels[$l] // "none"'
+}
+index_platforms() {
+	curl -s -H 'Accept: application/vnd.oci.image.index.v1+json' "http://$REG/v2/$1/manifests/$2" |
+		jq -r '[.manifests[].platform|.os+"/"+.architecture]|join(",")' 2>/dev/null
+}
+
+# The module a Go toolchain left, packed as any toolchain's output is.
+cp "$REPO/examples/go-hello/.fabricks/go-hello.wasm" "$TMP/hello.wasm"
+PREBUILT=$REG/prebuilt/hello:dev
+JSON=$("$FAB" build "$TMP/hello.wasm" --label team=e2e --push "$PREBUILT" --json 2>"$TMP/prebuilt.err") &&
+	OUT=$("$FAB" run "$PREBUILT" -- p 2>&1)
+RC=$?
+check "a prebuilt .wasm (fabricks build FILE.wasm) pushes and runs from the registry" "exit $RC: $(cat "$TMP/prebuilt.err")" \
+	bash -c '[[ $2 == 0 ]] && grep -q "Hello from Fabricks!" <<<"$1" && grep -qF "args: [\"p\"]" <<<"$1" && [[ -f $3 ]]' \
+	_ "$OUT" "$RC" "$TMP/hello.tar"
+OUT="kind=$(config_label prebuilt/hello dev fabricks.io/wasm-kind) team=$(config_label prebuilt/hello dev team) platforms=$(index_platforms prebuilt/hello dev)"
+check "its config says fabricks.io/wasm-kind=module and keeps --label; the index lists node platforms" "$OUT" \
+	test "$OUT" = "kind=module team=e2e platforms=wasi/wasm,linux/amd64,linux/arm64"
+
+# oras, the CNCF layout's reference client, from the Go module proxy (cached like containerd 2.x).
+install_oras() {
+	[[ -x $ORAS ]] && return
+	rm -rf "$ORAS.partial" && mkdir -p "$(dirname "$ORAS")" &&
+		GOBIN=$ORAS.partial GOFLAGS=-buildvcs=false go install "oras.land/oras/cmd/oras@v$ORAS_VERSION" >"$TMP/oras.log" 2>&1 &&
+		mv "$ORAS.partial/oras" "$ORAS" && rmdir "$ORAS.partial"
+}
+CNCF_CASES=("fabricks run of a CNCF wasm artifact (oras push: wasm config, application/wasm layer)"
+	"fabricks push of a CNCF wasm artifact archive (oras --oci-layout), then run"
+	"the pushed artifact's index lists it under wasip1/wasm and the node platforms")
+if install_oras; then
+	printf '{"architecture":"wasm","os":"wasip1","layerDigests":[]}' >"$TMP/wasm-config.json"
+	OUT=$(cd "$TMP" && "$ORAS" push --plain-http "$REG/cncf/hello:v1" \
+		--config wasm-config.json:application/vnd.wasm.config.v0+json hello.wasm:application/wasm 2>&1) &&
+		OUT=$("$FAB" run "$REG/cncf/hello:v1" -- c 2>&1)
+	RC=$?
+	check "${CNCF_CASES[0]}" "exit $RC" \
+		bash -c '[[ $2 == 0 ]] && grep -q "Hello from Fabricks!" <<<"$1" && grep -qF "args: [\"c\"]" <<<"$1"' _ "$OUT" "$RC"
+	OUT=$(cd "$TMP" && "$ORAS" push --oci-layout "$TMP/layout:v1" \
+		--config wasm-config.json:application/vnd.wasm.config.v0+json hello.wasm:application/wasm 2>&1) &&
+		OUT=$(tar -C "$TMP/layout" -cf "$TMP/cncf.tar" . 2>&1) &&
+		OUT=$("$FAB" push "$TMP/cncf.tar" "$REG/cncf/pushed:v1" 2>&1) &&
+		OUT=$("$FAB" run "$REG/cncf/pushed:v1" -- d 2>&1)
+	RC=$?
+	check "${CNCF_CASES[1]}" "exit $RC" \
+		bash -c '[[ $2 == 0 ]] && grep -q "Hello from Fabricks!" <<<"$1" && grep -qF "args: [\"d\"]" <<<"$1"' _ "$OUT" "$RC"
+	OUT=$(index_platforms cncf/pushed v1)
+	check "${CNCF_CASES[2]}" "platforms: $OUT" test "$OUT" = "wasip1/wasm,linux/amd64,linux/arm64"
+else
+	for name in "${CNCF_CASES[@]}"; do
+		skip "$name" "oras $ORAS_VERSION did not install from the Go module proxy: $(tail -n 1 "$TMP/oras.log" 2>/dev/null)"
+	done
+fi
 
 # --- containerd pulls and runs ----------------------------------------------------------------
 for f in $FLAVOURS; do
@@ -252,5 +324,9 @@ RC=$?
 check "run of a linux image fails: not a wasm image (platform linux/amd64)" "exit $RC" \
 	bash -c '[[ $2 != 0 ]] && grep -qF "fabricks/pause:3 is not a wasm image (platform linux/amd64)" <<<"$1"' _ "$OUT" "$RC"
 
-echo "$PASSED passed, $FAILED failed"
+if ((SKIPPED > 0)); then
+	echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+else
+	echo "$PASSED passed, $FAILED failed"
+fi
 [[ $FAILED == 0 ]]

@@ -1,53 +1,136 @@
-//! `fabricks build`: project → module → OCI image archive.
+//! `fabricks build`: a project (compiled here) or a prebuilt `.wasm` → a payload → an image →
+//! its destinations: the archive, and with `--push` a registry too, through one
+//! [`Publisher`].
 
 use crate::cli::BuildArgs;
 use crate::compile::{self, Compiled};
-use crate::oci_archive::PushableImage;
 use crate::progress::Step;
 use crate::project::{Mode, Project};
+use crate::provenance;
+use crate::push::{PushReport, RegistryPublisher};
 use crate::toolchain::Target;
-use crate::{provenance, push};
 use anyhow::{ensure, Context, Result};
-use fabricks_image::{fabricks_listen, write_archive_file, ImageOptions, ListenSpec, Reference, WasmImage};
+use fabricks_image::{
+    ArchiveFile, Destination, Image, ImageOptions, Payload, Published, Publisher, Reference, Tee, WasmKind,
+};
+use fabricks_listen::ListenSpec;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// Image config label naming a reactor build.
 const MODE_LABEL: &str = "fabricks.io/mode";
 
 pub fn build(args: BuildArgs) -> Result<()> {
-    // Settings are checked before the (slow) compile, so a typo fails at once.
-    let listen = listen_spec(&args)?;
-    let target = match (args.native, project(&args)?.mode(args.mode)) {
+    let push = match &args.push {
+        Some(target) => Some(target.parse::<Reference>().context("in --push")?),
+        None => None,
+    };
+    let packed = pack(&args)?;
+    let output = args.output.clone().unwrap_or_else(|| packed.default_output.clone());
+    let mut destinations: Vec<Box<dyn Publisher>> = vec![Box::new(ArchiveFile::new(&output))];
+    if let Some(target) = push {
+        destinations.push(Box::new(RegistryPublisher::new(target, &args.registry)?));
+    }
+    let published = Tee(destinations).publish(&packed.image)?;
+    report(&args, &packed.image, &published)
+}
+
+/// An image `fabricks build` made, and where its archive goes unless `-o` says otherwise.
+struct Packed {
+    image: Image,
+    default_output: PathBuf,
+}
+
+/// What is packed, before the image options are applied.
+struct Packing {
+    payload: Payload,
+    /// Names the image (`localhost/<name>`) and the archive.
+    name: String,
+    native: bool,
+    /// Where the archive goes by default.
+    default_output: PathBuf,
+    /// The directory whose git checkout the provenance annotations come from.
+    provenance_dir: PathBuf,
+    labels: BTreeMap<String, String>,
+}
+
+/// Settings first, compile (if any) second, so a typo fails before a slow build.
+fn pack(args: &BuildArgs) -> Result<Packed> {
+    let listen = listen_spec(args)?;
+    let node_platforms = args.index.platforms()?;
+    let packing = match args.source.is_file() {
+        true => prebuilt(args, &args.source)?,
+        false => compiled(args)?,
+    };
+    let mut options = image_options(args, &packing, listen)?;
+    options.node_platforms = node_platforms;
+    let step = Step::start(format!("Packing {}", options.reference));
+    let image = Image::build(&packing.payload, &options)?;
+    step.done(format!("Packed {} ({})", options.reference, image.manifest_blob().digest()));
+    Ok(Packed { image, default_output: packing.default_output })
+}
+
+/// A project directory: compiled for the target its flags and fabricks.toml ask for.
+fn compiled(args: &BuildArgs) -> Result<Packing> {
+    let target = match (args.native, project(args)?.mode(args.mode)) {
         (true, _) => Target::Native,
         (false, Mode::Command) => Target::Wasi,
         (false, Mode::Reactor) => Target::Reactor,
     };
-    let compiled = compile::compile(&args.dir, target)?;
-    let options = image_options(&args, &compiled, listen)?;
-    let output = match &args.output {
-        Some(path) => path.clone(),
-        None => compiled.build_dir.join(format!("{}.tar", default_name(&compiled))),
+    let compiled = compile::compile(&args.source, target)?;
+    let mut labels = BTreeMap::new();
+    if compiled.target == Target::Reactor {
+        // Informational: the shim tells a reactor by its exports.
+        labels.insert(MODE_LABEL.to_owned(), "reactor".to_owned());
+    }
+    let native = compiled.target == Target::Native;
+    let name = match native {
+        true => format!("{}-native", compiled.name),
+        false => compiled.name.clone(),
     };
+    Ok(Packing {
+        payload: payload(&compiled)?,
+        default_output: compiled.build_dir.join(format!("{name}.tar")),
+        name: compiled.name,
+        native,
+        provenance_dir: args.source.clone(),
+        labels,
+    })
+}
 
-    let step = Step::start(format!("Packing {}", options.reference));
+/// What compile left, as the image carries it: the module at its entrypoint.
+fn payload(compiled: &Compiled) -> Result<Payload> {
     let module = std::fs::read(&compiled.module)
         .with_context(|| format!("reading the compiled module {}", compiled.module.display()))?;
-    let image = WasmImage::build(&module, &options)?;
-    write_archive_file(&image, &output)?;
-    step.done(format!("Wrote {}", output.display()));
+    Ok(Payload::file(compiled.entrypoint(), module))
+}
 
-    if let Some(target) = &args.push {
-        let reference: Reference = target.parse().context("in --push")?;
-        let report = push::push(&PushableImage::from_image(&image), &reference, &args.registry, &args.index)?;
-        return push::print_report(&report, args.json);
-    }
-
-    println!("image:  {}", image.reference());
-    println!("digest: {}", image.manifest_blob().digest());
-    println!("file:   {}", output.display());
-    if !options.listen.is_empty() {
-        println!("listen: {} ({})", options.listen, options.listen.exposed_ports().join(", "));
-    }
-    Ok(())
+/// A wasm binary some other toolchain made: packed as it is, at `/<name>.wasm`.
+fn prebuilt(args: &BuildArgs, file: &Path) -> Result<Packing> {
+    let shown = file.display();
+    ensure!(!args.native, "--native compiles a project; {shown} is built already: give the project directory");
+    ensure!(
+        args.mode.is_none(),
+        "--mode chooses how a project is compiled; {shown} is built already and is packed as it is \
+         (the shim tells a reactor by its exports)"
+    );
+    let data = std::fs::read(file).with_context(|| format!("reading {shown}"))?;
+    let kind = WasmKind::of(&data).with_context(|| {
+        format!(
+            "{shown} is not a WebAssembly module or component (no `\\0asm` header); give a .wasm file, or a \
+             project directory to compile"
+        )
+    })?;
+    let stem = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+    log::info!("{shown} is a wasm {kind}");
+    Ok(Packing {
+        payload: Payload::file(format!("/{stem}.wasm"), data),
+        default_output: file.with_extension("tar"),
+        name: stem,
+        native: false,
+        provenance_dir: file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned(),
+        labels: BTreeMap::new(),
+    })
 }
 
 /// `--listen`, else `listen` of the project's fabricks.toml, else none.
@@ -64,57 +147,177 @@ fn listen_spec(args: &BuildArgs) -> Result<ListenSpec> {
 
 fn project(args: &BuildArgs) -> Result<Project> {
     // A missing directory is left for compile to report.
-    match args.dir.is_dir() {
-        true => Project::load(&args.dir),
+    match args.source.is_dir() {
+        true => Project::load(&args.source),
         false => Ok(Project::default()),
     }
 }
 
-/// `<dir name>` (wasm) or `<dir name>-native`: archive file names.
-fn default_name(compiled: &Compiled) -> String {
-    match compiled.target {
-        Target::Wasi | Target::Reactor => compiled.name.clone(),
-        Target::Native => format!("{}-native", compiled.name),
-    }
-}
-
-/// `localhost/<dir name>:latest`, or `:native` for a native build, so that
-/// importing both does not replace one with the other.
-fn default_reference(compiled: &Compiled) -> Result<Reference> {
-    let reference = Reference::localhost(&compiled.name)
-        .with_context(|| format!("naming the image after the directory {:?}", compiled.name))?;
-    Ok(match compiled.target {
-        Target::Wasi | Target::Reactor => reference,
-        Target::Native => format!("{}:native", reference.name()).parse()?,
+/// `localhost/<name>:latest`, or `:native` for a native build, so that importing both does
+/// not replace one with the other.
+fn default_reference(packing: &Packing) -> Result<Reference> {
+    let reference = Reference::localhost(&packing.name)
+        .with_context(|| format!("naming the image after {:?}; give a name with -t", packing.name))?;
+    Ok(match packing.native {
+        false => reference,
+        true => format!("{}:native", reference.name()).parse()?,
     })
 }
 
-fn image_options(args: &BuildArgs, compiled: &Compiled, listen: ListenSpec) -> Result<ImageOptions> {
+fn image_options(args: &BuildArgs, packing: &Packing, listen: ListenSpec) -> Result<ImageOptions> {
     let reference = match (&args.tag, &args.push) {
         (Some(tag), _) => tag.parse().context("in -t/--tag")?,
         (None, Some(push)) => push.parse().context("in --push")?,
-        (None, None) => default_reference(compiled)?,
+        (None, None) => default_reference(packing)?,
     };
-    let mut options = ImageOptions::new(reference, compiled.entrypoint());
+    let mut options = ImageOptions::new(reference);
     options.layer = args.layer.into();
     options.env = args.env.clone();
-    if compiled.target == Target::Native {
+    if packing.native {
         options.platform = fabricks_image::host_platform();
         // A native program binds its own ports; the SDK reads them from here.
         if !listen.is_empty() {
             options.env.push((fabricks_listen::ENV_LISTEN.to_owned(), listen.to_string()));
         }
     }
-    options.labels = args.label.iter().cloned().collect();
-    if compiled.target == Target::Reactor {
-        // Informational: the shim tells a reactor by its exports.
-        options.labels.insert(MODE_LABEL.to_owned(), "reactor".to_owned());
-    }
+    options.labels = packing.labels.clone();
+    options.labels.extend(args.label.iter().cloned());
     options.listen = listen;
     let created = fabricks_image::source_date_epoch()?;
     options.created = Some(created);
     // Given --annotation values win over what is found out.
-    options.annotations = provenance::annotations(&args.dir, created);
+    options.annotations = provenance::annotations(&packing.provenance_dir, created);
     options.annotations.extend(args.annotation.iter().cloned());
     Ok(options)
+}
+
+/// The push report with `--push`; else the image, its digest, the archive and the ports.
+fn report(args: &BuildArgs, image: &Image, published: &[Published]) -> Result<()> {
+    if let Some(pushed) = published.iter().find(|p| matches!(p.destination, Destination::Registry(_))) {
+        return PushReport::new(image, pushed).print(args.json);
+    }
+    println!("image:  {}", image.reference());
+    println!("digest: {}", image.manifest_blob().digest());
+    for archive in published {
+        println!("file:   {}", archive.destination);
+    }
+    let listen = image.config().labels.get(fabricks_listen::LABEL);
+    if let Some(spec) = listen {
+        println!("listen: {spec} ({})", image.config().exposed_ports.join(", "));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    const COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    fn args(extra: &[&str]) -> BuildArgs {
+        let argv = ["fabricks", "build"].into_iter().chain(extra.iter().copied());
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Build(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn component_file() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hello-component.wasm");
+        std::fs::write(&file, COMPONENT).unwrap();
+        (dir, file)
+    }
+
+    /// Records what it was given: the unit-boundary stand-in for a registry.
+    #[derive(Default)]
+    struct Recorder(std::rc::Rc<std::cell::RefCell<Vec<Image>>>);
+
+    impl Publisher for Recorder {
+        fn publish(&mut self, image: &Image) -> Result<Vec<Published>> {
+            self.0.borrow_mut().push(image.clone());
+            Ok(vec![Published {
+                destination: Destination::Registry("recorded".into()),
+                digest: image.index()?.digest().clone(),
+                transfer: None,
+            }])
+        }
+    }
+
+    #[test]
+    fn a_prebuilt_component_is_packed_as_it_is_with_every_option() {
+        let (_dir, file) = component_file();
+        let packed = pack(&args(&[
+            file.to_str().unwrap(),
+            "--listen",
+            "http=8080",
+            "--env",
+            "A=1",
+            "--label",
+            "team=x",
+            "--annotation",
+            "org.opencontainers.image.source=https://example.com/x",
+            "--node-platform",
+            "linux/amd64",
+        ]))
+        .unwrap();
+        let image = &packed.image;
+        assert_eq!(image.reference().to_string(), "localhost/hello-component:latest");
+        assert_eq!(packed.default_output, file.with_extension("tar"));
+        let config = image.config();
+        assert_eq!(config.entrypoint, ["/hello-component.wasm"]);
+        assert_eq!(config.env, ["A=1"]);
+        assert_eq!(config.labels[fabricks_image::LABEL_WASM_KIND], "component");
+        assert_eq!(config.labels["team"], "x");
+        assert_eq!(config.labels[fabricks_listen::LABEL], "http=8080");
+        assert_eq!(config.exposed_ports, ["8080/tcp"]);
+        assert_eq!(image.annotations()["org.opencontainers.image.source"], "https://example.com/x");
+        assert_eq!(image.entries().len(), 2, "wasi/wasm and linux/amd64");
+        assert_eq!(image.module().unwrap().data, COMPONENT);
+    }
+
+    #[test]
+    fn a_prebuilt_module_goes_in_a_wasm_layer_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("app");
+        std::fs::write(&file, b"\0asm\x01\0\0\0").unwrap();
+        let packed = pack(&args(&[file.to_str().unwrap(), "--layer", "wasm", "-t", "localhost/a:b"])).unwrap();
+        assert_eq!(packed.image.layers()[0].media_type().to_string(), "application/wasm");
+        assert_eq!(packed.image.config().labels[fabricks_image::LABEL_WASM_KIND], "module");
+        assert_eq!(packed.image.config().entrypoint, ["/app.wasm"]);
+        assert_eq!(packed.image.reference().to_string(), "localhost/a:b");
+    }
+
+    #[test]
+    fn a_file_that_is_not_wasm_or_flags_for_projects_are_refused() {
+        let (_dir, file) = component_file();
+        let file = file.to_str().unwrap();
+        let err = pack(&args(&[file, "--native"])).err().unwrap().to_string();
+        assert!(err.contains("built already"), "{err}");
+        let err = pack(&args(&[file, "--mode", "reactor"])).err().unwrap().to_string();
+        assert!(err.contains("--mode"), "{err}");
+        let script = Path::new(file).with_file_name("run.sh");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let err = pack(&args(&[script.to_str().unwrap()])).err().unwrap().to_string();
+        assert!(err.contains("not a WebAssembly module or component"), "{err}");
+    }
+
+    #[test]
+    fn one_image_goes_to_the_archive_and_the_registry_alike() {
+        let (dir, file) = component_file();
+        let packed = pack(&args(&[file.to_str().unwrap()])).unwrap();
+        let archive = dir.path().join("out/image.tar");
+        let recorded = Recorder::default();
+        let seen = recorded.0.clone();
+        let mut tee = Tee(vec![Box::new(ArchiveFile::new(&archive)), Box::new(recorded)]);
+        let published = tee.publish(&packed.image).unwrap();
+        assert_eq!(published.len(), 2);
+        let read = fabricks_image::read_archive_file(&archive).unwrap();
+        let seen = seen.borrow();
+        assert_eq!(read.manifest_blob(), seen[0].manifest_blob());
+        assert_eq!(read.reference(), seen[0].reference());
+        assert_eq!(published[1].digest, *seen[0].index().unwrap().digest());
+    }
 }

@@ -1,11 +1,13 @@
 //! Command-line interface definitions.
 
+use anyhow::{bail, ensure, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use fabricks_image::oci_spec::image::{Arch, Os, Platform, PlatformBuilder};
 use fabricks_image::LayerKind;
 use std::path::PathBuf;
 
-/// Build Go (and later .NET) projects into WebAssembly OCI images for the
-/// Fabricks containerd shim, and run them locally on the same engine.
+/// Build Go (and later .NET) projects, or any prebuilt .wasm, into WebAssembly OCI images for
+/// the Fabricks containerd shim, push them, and run them locally on the same engine.
 #[derive(Debug, Parser)]
 #[command(name = "fabricks", version, propagate_version = true)]
 pub struct Cli {
@@ -47,15 +49,18 @@ impl RegistryArgs {
     }
 }
 
-/// Push an image archive (as `fabricks build` writes it) to a registry.
+/// Push an image archive to a registry: one `fabricks build` wrote, or any OCI image-layout
+/// archive of one image (`skopeo copy … oci-archive:`, `oras push --oci-layout` then tar),
+/// including the CNCF wasm artifact layout (`application/vnd.wasm.config.v0+json` config,
+/// `application/wasm` layer).
 ///
 /// Blobs the registry already has are not uploaded again. The manifests go
-/// up by digest, then the image index under TAG: the image under wasi/wasm,
-/// and again under each --node-platform so that Kubernetes nodes' CRI pulls
-/// it. Prints the digest the tag points to.
+/// up by digest, then the image index under TAG: the image under its own
+/// platform and, for a wasm image, again under each --node-platform so that
+/// Kubernetes nodes' CRI pulls it. Prints the digest the tag points to.
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// OCI image-layout archive.
+    /// OCI image-layout archive (tar, or tar.gz).
     #[arg(value_name = "IMAGE.tar")]
     pub image: PathBuf,
 
@@ -71,32 +76,74 @@ pub struct PushArgs {
     pub registry: RegistryArgs,
 
     #[command(flatten)]
-    pub index: crate::index::IndexArgs,
+    pub index: IndexArgs,
 }
 
-/// Compile a project to a WASI preview-1 module and pack it as an OCI image archive.
+/// The node platforms a pushed wasm image is listed under (see `fabricks_image::index`).
+#[derive(Debug, Clone, Args)]
+pub struct IndexArgs {
+    /// Node platforms (OS/ARCH, comma-separated or repeated) under which the
+    /// tag's index also lists the image, so that a Kubernetes node's CRI,
+    /// which pulls only its own platform, finds it; `none` lists wasi/wasm only.
+    #[arg(long = "node-platform", value_name = "OS/ARCH", value_delimiter = ',', default_value = DEFAULT_NODE_PLATFORMS)]
+    pub node_platforms: Vec<String>,
+}
+
+/// The node platforms listed unless --node-platform says otherwise.
+const DEFAULT_NODE_PLATFORMS: &str = "linux/amd64,linux/arm64";
+
+impl IndexArgs {
+    /// The platforms asked for, checked: `none` gives none.
+    pub fn platforms(&self) -> Result<Vec<Platform>> {
+        if self.node_platforms.iter().any(|p| p == "none") {
+            ensure!(self.node_platforms.len() == 1, "--node-platform none cannot be combined with platforms");
+            return Ok(Vec::new());
+        }
+        self.node_platforms.iter().map(|p| parse_platform(p)).collect()
+    }
+}
+
+fn parse_platform(text: &str) -> Result<Platform> {
+    let Some((os, arch)) = text.split_once('/') else {
+        bail!("node platform {text:?} is not OS/ARCH, e.g. linux/amd64");
+    };
+    ensure!(
+        !os.is_empty() && !arch.is_empty() && !arch.contains('/'),
+        "node platform {text:?} is not OS/ARCH, e.g. linux/amd64"
+    );
+    Ok(PlatformBuilder::default().os(Os::from(os)).architecture(Arch::from(arch)).build()?)
+}
+
+/// Build an OCI image: compile a project to WebAssembly and pack it, or pack a .wasm module or
+/// component built by any other toolchain.
 ///
-/// The project kind is detected from DIR: `go.mod` means Go (built with
-/// `GOOS=wasip1 GOARCH=wasm go build -trimpath`); `*.csproj` means .NET, which
-/// lands in a later release. The module is built into DIR/.fabricks/ (which
-/// carries its own .gitignore); the image holds it at /<dir name>.wasm as its
-/// entrypoint. Import the archive with
-/// `ctr images import --platform wasi/wasm IMAGE.tar`. Timestamps come from
-/// SOURCE_DATE_EPOCH (else 1970-01-01), so the same module gives the same digest.
+/// A directory is a project, detected from its files: `go.mod` means Go (built with
+/// `GOOS=wasip1 GOARCH=wasm go build -trimpath`); `*.csproj` means .NET, which lands in a
+/// later release. The module is built into DIR/.fabricks/ (which carries its own .gitignore);
+/// the image holds it at /<dir name>.wasm as its entrypoint. DIR/fabricks.toml, if present,
+/// declares what the project needs without flags: `listen = "http=8080"` (a --listen flag
+/// replaces it).
 ///
-/// DIR/fabricks.toml, if present, declares what the project needs without
-/// flags: `listen = "http=8080"` (a --listen flag replaces it).
+/// A file is a prebuilt wasm binary (a preview-1 module or a preview-2 component, e.g. from
+/// componentize-py, jco, cargo component, TinyGo): it is packed as it is, at /<file name>
+/// [default archive: NAME.tar beside it]. The label fabricks.io/wasm-kind says which of the
+/// two it is (the shim tells them by their bytes).
+///
+/// Import the archive with `ctr images import --platform wasi/wasm IMAGE.tar`, or push it
+/// with --push. Timestamps come from SOURCE_DATE_EPOCH (else 1970-01-01), so the same module
+/// gives the same digest.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Project directory.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// Project directory, or a compiled .wasm module or component.
+    #[arg(default_value = ".", value_name = "DIR|FILE.wasm")]
+    pub source: PathBuf,
 
-    /// Where to write the OCI image-layout archive [default: DIR/.fabricks/<dir name>.tar].
+    /// Where to write the OCI image-layout archive [default: DIR/.fabricks/<dir name>.tar,
+    /// or NAME.tar beside FILE.wasm].
     #[arg(short, long, value_name = "IMAGE.tar")]
     pub output: Option<PathBuf>,
 
-    /// Image reference [default: localhost/<dir name>:latest]. Short names are
+    /// Image reference [default: localhost/<dir or file name>:latest]. Short names are
     /// normalised like Docker's: `app` becomes docker.io/library/app:latest.
     #[arg(short, long = "tag", value_name = "REF")]
     pub tag: Option<String>,
@@ -150,7 +197,7 @@ pub struct BuildArgs {
     pub registry: RegistryArgs,
 
     #[command(flatten)]
-    pub index: crate::index::IndexArgs,
+    pub index: IndexArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -172,8 +219,9 @@ impl From<LayerArg> for LayerKind {
 
 /// Run a project, a .wasm module or an image in a registry in this process, on the engine the shim uses.
 ///
-/// A REGISTRY/REPO:TAG target is pulled first; it must be a wasi/wasm image,
-/// whose module is the wasm layer or the tar layer's entrypoint file.
+/// A REGISTRY/REPO:TAG target is pulled first; it must be a wasm image (the
+/// index's wasi/wasm entry, or a CNCF wasm artifact as `wkg`/`oras` push it),
+/// whose module is its wasm layer or the tar layer's entrypoint file.
 ///
 /// A directory is built first as `fabricks build` would (into DIR/.fabricks/),
 /// without making an image. The module sees its arguments, the --env
@@ -231,9 +279,37 @@ pub struct RunArgs {
     pub registry: RegistryArgs,
 }
 
-fn key_value(text: &str) -> Result<(String, String), String> {
+fn key_value(text: &str) -> std::result::Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
         _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platforms(values: &[&str]) -> Result<Vec<Platform>> {
+        IndexArgs { node_platforms: values.iter().map(|v| v.to_string()).collect() }.platforms()
+    }
+
+    #[test]
+    fn node_platforms_parse_and_none_means_none() {
+        let two = platforms(&["linux/amd64", "linux/arm64"]).unwrap();
+        assert_eq!(two[1].architecture(), &Arch::ARM64);
+        assert!(platforms(&["none"]).unwrap().is_empty());
+        for bad in ["amd64", "linux/", "linux/amd64/v8/x"] {
+            let err = platforms(&[bad]).unwrap_err();
+            assert!(err.to_string().contains("OS/ARCH"), "{bad}: {err}");
+        }
+        let err = platforms(&["none", "linux/amd64"]).unwrap_err();
+        assert!(err.to_string().contains("cannot be combined"), "{err}");
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }

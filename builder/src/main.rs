@@ -1,12 +1,11 @@
-//! `fabricks`: builds Go (and later .NET) projects into WebAssembly OCI images
-//! for the Fabricks containerd shim, and runs them on the shim's engine.
+//! `fabricks`: builds Go (and later .NET) projects, or packs prebuilt `.wasm`, into
+//! WebAssembly OCI images for the Fabricks containerd shim, pushes them, and runs them on the
+//! shim's engine.
 
 mod auth;
 mod build;
 mod cli;
 mod compile;
-mod index;
-mod oci_archive;
 mod progress;
 mod project;
 mod provenance;

@@ -7,7 +7,7 @@
 //! ```
 
 use anyhow::{Context, Result};
-use fabricks_image::ListenSpec;
+use fabricks_listen::ListenSpec;
 use serde::Deserialize;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};

@@ -1,27 +1,17 @@
-//! `fabricks push` and `fabricks build --push`: blobs the registry lacks,
-//! the manifests by digest, then the image index (see [`crate::index`]) under
-//! the tag, last, so a failed push never leaves a tag naming missing content.
+//! Publishing to a registry: `fabricks push ARCHIVE` and `fabricks build --push`. Blobs the
+//! registry lacks, then the manifests by digest, then the image index under the tag, last, so
+//! a failed push never leaves a tag naming missing content.
 
 use crate::auth;
 use crate::cli::{PushArgs, RegistryArgs};
-use crate::index::{self, Entry, IndexArgs};
-use crate::oci_archive::PushableImage;
-use crate::registry::{self, by_digest, client_reference, Registry};
+use crate::registry::{self, Registry};
 use anyhow::{Context, Result};
-use fabricks_image::oci_spec::image::MediaType;
-use fabricks_image::Reference;
-use futures_util::stream;
-use indicatif::{ProgressBar, ProgressStyle};
-use oci_client::RegistryOperation;
+use fabricks_image::{Blob, Destination, Image, Published, Publisher, Reference, Transfer};
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
-use std::io::IsTerminal;
-
-/// Upload chunk size (one PATCH each); also the progress bar's step.
-const CHUNK: usize = 1 << 20;
+use std::collections::HashSet;
 
 /// What a push did, as `--json` prints it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct PushReport {
     pub reference: String,
     /// Digest of the image index the tag points to.
@@ -32,154 +22,113 @@ pub struct PushReport {
     pub skipped_blobs: usize,
 }
 
+impl PushReport {
+    pub fn new(image: &Image, published: &Published) -> PushReport {
+        let transfer = published.transfer.unwrap_or_default();
+        PushReport {
+            reference: published.destination.to_string(),
+            digest: published.digest.to_string(),
+            manifest_digest: image.manifest_blob().digest().to_string(),
+            uploaded_bytes: transfer.uploaded_bytes,
+            uploaded_blobs: transfer.uploaded_blobs,
+            skipped_blobs: transfer.skipped_blobs,
+        }
+    }
+
+    pub fn print(&self, json: bool) -> Result<()> {
+        if json {
+            println!("{}", serde_json::to_string(self)?);
+        } else {
+            println!("pushed: {}", self.reference);
+            println!("digest: {}", self.digest);
+        }
+        Ok(())
+    }
+}
+
 pub fn push_command(args: PushArgs) -> Result<()> {
     let reference: Reference =
         args.reference.parse().with_context(|| format!("the push target {:?}", args.reference))?;
-    let image = PushableImage::read_archive(&args.image)?;
-    let report = push(&image, &reference, &args.registry, &args.index)?;
-    print_report(&report, args.json)
+    let mut image = fabricks_image::read_archive_file(&args.image)?;
+    image.list_for_nodes(&args.index.platforms()?)?;
+    let mut publisher = RegistryPublisher::new(reference, &args.registry)?;
+    let published = publisher.publish(&image)?;
+    PushReport::new(&image, &published[0]).print(args.json)
 }
 
-pub fn print_report(report: &PushReport, json: bool) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string(report)?);
-    } else {
-        println!("pushed: {}", report.reference);
-        println!("digest: {}", report.digest);
+/// Pushes images to one tag of a registry.
+pub struct RegistryPublisher {
+    registry: Registry,
+    target: Reference,
+}
+
+impl RegistryPublisher {
+    /// For `target`, with the credentials the flags, environment or docker config give.
+    pub fn new(target: Reference, args: &RegistryArgs) -> Result<RegistryPublisher> {
+        let credentials = auth::credentials(target.registry(), &args.auth_flags())?;
+        let registry = Registry::new(&target, args.insecure, credentials);
+        Ok(RegistryPublisher { registry, target })
     }
-    Ok(())
 }
 
-pub fn push(
-    image: &PushableImage,
-    reference: &Reference,
-    args: &RegistryArgs,
-    index_args: &IndexArgs,
-) -> Result<PushReport> {
-    let entries = index::entries(image, &index_args.platforms()?)?;
-    let credentials = auth::credentials(reference.registry(), &args.auth_flags())?;
-    let registry = Registry::new(reference, args.insecure, credentials);
-    let runtime = registry::runtime()?;
-    runtime.block_on(push_async(&registry, image, &entries, reference))
+impl Publisher for RegistryPublisher {
+    fn publish(&mut self, image: &Image) -> Result<Vec<Published>> {
+        let runtime = registry::runtime()?;
+        let upload = registry::Upload::new(&self.registry, &self.target);
+        let (digest, transfer) = runtime.block_on(async {
+            upload.authenticate().await?;
+            push(&upload, image).await
+        })?;
+        log::info!("{digest} is {}", self.target);
+        Ok(vec![Published {
+            destination: Destination::Registry(self.target.to_string()),
+            digest,
+            transfer: Some(transfer),
+        }])
+    }
 }
 
-async fn push_async(
-    registry: &Registry,
-    image: &PushableImage,
-    entries: &[Entry],
-    reference: &Reference,
-) -> Result<PushReport> {
-    let target = client_reference(reference);
-    let what = format!("pushing {reference}");
-    registry
-        .client
-        .auth(&target, &registry.auth, RegistryOperation::Push)
-        .await
-        .map_err(|e| registry.explain(e, &what))?;
+/// What a push needs from a registry (the unit tests' seam; [`registry::Upload`] is the real
+/// one, which names the registry and the step in its errors).
+pub(crate) trait Uploads {
+    /// Says whether the repository has the blob; sets up auth on first use.
+    async fn has_blob(&self, blob: &Blob) -> Result<bool>;
+    async fn put_blob(&self, blob: &Blob) -> Result<()>;
+    /// A manifest by its digest.
+    async fn put_manifest(&self, manifest: &Blob) -> Result<()>;
+    /// The index, under the tag.
+    async fn put_index(&self, index: &Blob) -> Result<()>;
+}
 
-    let mut uploaded_bytes = 0;
-    let (mut uploaded_blobs, mut skipped_blobs) = (0, 0);
-    let extra = entries.iter().filter_map(|e| e.extra_blob.as_ref());
-    for (descriptor, data) in image.blobs.iter().chain(extra) {
-        let digest = descriptor.digest().to_string();
-        let exists = registry
-            .client
-            .blob_exists(&target, &digest)
-            .await
-            .map_err(|e| registry.explain(e, &format!("{what}: checking for blob {digest}")))?;
-        if exists {
-            log::info!("blob {digest} ({}) exists, skipped", size(data.len()));
-            skipped_blobs += 1;
+/// Blobs first (the ones the registry has are skipped), then every manifest once, then the
+/// index under the tag. Returns the index digest and what moved.
+pub(crate) async fn push(
+    registry: &impl Uploads,
+    image: &Image,
+) -> Result<(fabricks_image::oci_spec::image::Digest, Transfer)> {
+    let mut transfer = Transfer::default();
+    for blob in image.blobs() {
+        if registry.has_blob(blob).await? {
+            log::info!("blob {} ({}) exists, skipped", blob.digest(), size(blob.data().len()));
+            transfer.skipped_blobs += 1;
             continue;
         }
-        upload(registry, &target, &digest, data)
-            .await
-            .map_err(|e| registry.explain(e, &format!("{what}: uploading blob {digest}")))?;
-        log::info!("blob {digest} ({}) uploaded", size(data.len()));
-        uploaded_bytes += data.len() as u64;
-        uploaded_blobs += 1;
+        registry.put_blob(blob).await?;
+        log::info!("blob {} ({}) uploaded", blob.digest(), size(blob.data().len()));
+        transfer.uploaded_bytes += blob.data().len() as u64;
+        transfer.uploaded_blobs += 1;
     }
-
-    let mut pushed = std::collections::HashSet::new();
-    for entry in entries {
-        let digest = entry.descriptor.digest().to_string();
-        if pushed.insert(digest.clone()) {
-            push_manifest(registry, reference, &digest, &entry.manifest)
-                .await
-                .map_err(|e| registry.explain(e, &format!("{what}: putting manifest {digest}")))?;
-            log::info!("manifest {digest} pushed");
+    let mut pushed = HashSet::new();
+    for entry in image.entries() {
+        if pushed.insert(entry.manifest.digest().clone()) {
+            registry.put_manifest(&entry.manifest).await?;
+            log::info!("manifest {} pushed", entry.manifest.digest());
         }
     }
-    let manifest_digest = image.manifest_descriptor.digest().to_string();
-
-    let index = index::index_bytes(entries, &image.annotations)?;
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&index)));
-    registry
-        .client
-        .push_manifest_raw(
-            &target,
-            index,
-            MediaType::ImageIndex.to_string().parse().expect("a media type is a header value"),
-        )
-        .await
-        .map_err(|e| registry.explain(e, &format!("{what}: tagging index {digest}")))?;
-    log::info!("index {digest} tagged {reference}");
-
-    Ok(PushReport {
-        reference: reference.to_string(),
-        digest,
-        manifest_digest,
-        uploaded_bytes,
-        uploaded_blobs,
-        skipped_blobs,
-    })
-}
-
-async fn push_manifest(
-    registry: &Registry,
-    reference: &Reference,
-    digest: &str,
-    manifest: &[u8],
-) -> oci_client::errors::Result<String> {
-    registry
-        .client
-        .push_manifest_raw(
-            &by_digest(reference, digest),
-            manifest.to_vec(),
-            MediaType::ImageManifest.to_string().parse().expect("a media type is a header value"),
-        )
-        .await
-}
-
-async fn upload(
-    registry: &Registry,
-    target: &oci_client::Reference,
-    digest: &str,
-    data: &[u8],
-) -> oci_client::errors::Result<String> {
-    let bar = progress_bar(digest, data.len() as u64);
-    let chunks: Vec<bytes::Bytes> = data.chunks(CHUNK).map(bytes::Bytes::copy_from_slice).collect();
-    let counter = bar.clone();
-    let stream = stream::iter(chunks.into_iter().map(move |chunk| {
-        counter.inc(chunk.len() as u64);
-        Ok(chunk)
-    }));
-    let result = registry.client.push_blob_stream(target, stream, digest, Some(data.len() as u64)).await;
-    bar.finish_and_clear();
-    result
-}
-
-fn progress_bar(digest: &str, len: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() || !log::log_enabled!(log::Level::Info) {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len).with_message(format!("uploading {}", &digest[..digest.len().min(19)]));
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30.cyan}] {bytes}/{total_bytes} {bytes_per_sec}")
-            .expect("the bar template is valid")
-            .progress_chars("=> "),
-    );
-    bar
+    let index = image.index()?;
+    registry.put_index(&index).await?;
+    log::info!("index {} pushed", index.digest());
+    Ok((index.digest().clone(), transfer))
 }
 
 fn size(bytes: usize) -> String {
@@ -187,5 +136,112 @@ fn size(bytes: usize) -> String {
         b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
         b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
         b => format!("{b} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fabricks_image::oci_spec::image::{Arch, Os, PlatformBuilder};
+    use fabricks_image::{ImageOptions, LayerKind, Payload};
+    use std::sync::Mutex;
+
+    /// A registry as a list of what was asked of it, holding some blobs already.
+    #[derive(Default)]
+    struct Recording {
+        has: HashSet<String>,
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl Recording {
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+        fn record(&self, call: String) {
+            self.calls.lock().unwrap().push(call);
+        }
+    }
+
+    impl Uploads for Recording {
+        async fn has_blob(&self, blob: &Blob) -> Result<bool> {
+            Ok(self.has.contains(&blob.digest().to_string()))
+        }
+        async fn put_blob(&self, blob: &Blob) -> Result<()> {
+            self.record(format!("blob {}", blob.digest()));
+            Ok(())
+        }
+        async fn put_manifest(&self, manifest: &Blob) -> Result<()> {
+            self.record(format!("manifest {}", manifest.digest()));
+            Ok(())
+        }
+        async fn put_index(&self, index: &Blob) -> Result<()> {
+            self.record(format!("index {}", index.digest()));
+            Ok(())
+        }
+    }
+
+    fn image(layer: LayerKind) -> Image {
+        let mut options = ImageOptions::new("localhost/x:1".parse().unwrap());
+        options.layer = layer;
+        options.created = Some(0);
+        options.node_platforms = ["amd64", "arm64"]
+            .map(|arch| PlatformBuilder::default().os(Os::Linux).architecture(Arch::from(arch)).build().unwrap())
+            .to_vec();
+        Image::build(&Payload::file("/x.wasm", b"\0asm\x01\0\0\0".to_vec()), &options).unwrap()
+    }
+
+    fn run(registry: &Recording, image: &Image) -> (String, Transfer) {
+        let (digest, transfer) = registry::runtime().unwrap().block_on(push(registry, image)).unwrap();
+        (digest.to_string(), transfer)
+    }
+
+    #[test]
+    fn blobs_then_each_manifest_once_then_the_index_last() {
+        let image = image(LayerKind::Tar);
+        let registry = Recording::default();
+        let (digest, transfer) = run(&registry, &image);
+        let calls = registry.calls();
+        // config, layer, two node configs; the own manifest and two node manifests; the index.
+        assert_eq!(calls.len(), 4 + 3 + 1, "{calls:#?}");
+        assert!(calls[..4].iter().all(|c| c.starts_with("blob ")), "{calls:#?}");
+        assert!(calls[4..7].iter().all(|c| c.starts_with("manifest ")), "{calls:#?}");
+        assert_eq!(calls[7], format!("index {digest}"));
+        assert_eq!(digest, image.index().unwrap().digest().to_string());
+        assert_eq!((transfer.uploaded_blobs, transfer.skipped_blobs), (4, 0));
+        let bytes: usize = image.blobs().iter().map(|b| b.data().len()).sum();
+        assert_eq!(transfer.uploaded_bytes, bytes as u64);
+    }
+
+    #[test]
+    fn a_wasm_layer_pushes_its_one_manifest_once() {
+        let image = image(LayerKind::Wasm);
+        let registry = Recording::default();
+        run(&registry, &image);
+        let manifests: Vec<String> = registry.calls().into_iter().filter(|c| c.starts_with("manifest")).collect();
+        assert_eq!(manifests, [format!("manifest {}", image.manifest_blob().digest())]);
+    }
+
+    #[test]
+    fn blobs_the_registry_has_are_skipped() {
+        let image = image(LayerKind::Tar);
+        let layer = image.layers()[0].digest().to_string();
+        let registry = Recording { has: HashSet::from([layer.clone()]), ..Recording::default() };
+        let (_, transfer) = run(&registry, &image);
+        assert_eq!((transfer.uploaded_blobs, transfer.skipped_blobs), (3, 1));
+        assert!(!registry.calls().contains(&format!("blob {layer}")));
+    }
+
+    #[test]
+    fn the_report_names_the_tag_index_and_manifest() {
+        let image = image(LayerKind::Tar);
+        let published = Published {
+            destination: Destination::Registry("127.0.0.1:5000/a/b:c".into()),
+            digest: image.index().unwrap().digest().clone(),
+            transfer: Some(Transfer { uploaded_bytes: 7, uploaded_blobs: 1, skipped_blobs: 3 }),
+        };
+        let report = PushReport::new(&image, &published);
+        assert_eq!(report.reference, "127.0.0.1:5000/a/b:c");
+        assert_eq!(report.manifest_digest, image.manifest_blob().digest().to_string());
+        assert_eq!((report.uploaded_bytes, report.skipped_blobs), (7, 3));
     }
 }

@@ -3,12 +3,19 @@
 
 use crate::auth::Credentials;
 use anyhow::{anyhow, Context, Result};
-use fabricks_image::Reference;
+use fabricks_image::oci_spec::image::Descriptor;
+use fabricks_image::{media, Blob, Reference};
+use futures_util::stream;
+use indicatif::{ProgressBar, ProgressStyle};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
-use oci_client::Client;
+use oci_client::{Client, RegistryOperation};
 use std::error::Error as _;
+use std::io::IsTerminal;
+
+/// Upload chunk size (one PATCH each); also the progress bar's step.
+const CHUNK: usize = 1 << 20;
 
 /// Whether to speak plain HTTP to `registry` (host[:port]): always with
 /// `--insecure`, else only for the loopback names, as docker and containerd do.
@@ -78,6 +85,137 @@ pub fn by_digest(reference: &Reference, digest: &str) -> oci_client::Reference {
         reference.repository().to_owned(),
         digest.to_owned(),
     )
+}
+
+/// Pushing to one tag of a registry: the real [`crate::push::Uploads`].
+pub struct Upload<'a> {
+    registry: &'a Registry,
+    reference: &'a Reference,
+    target: oci_client::Reference,
+    what: String,
+}
+
+impl<'a> Upload<'a> {
+    pub fn new(registry: &'a Registry, reference: &'a Reference) -> Upload<'a> {
+        Upload { registry, reference, target: client_reference(reference), what: format!("pushing {reference}") }
+    }
+
+    /// Asks for push rights first, so a refusal is one clear error before any upload.
+    pub async fn authenticate(&self) -> Result<()> {
+        let registry = self.registry;
+        registry
+            .client
+            .auth(&self.target, &registry.auth, RegistryOperation::Push)
+            .await
+            .map_err(|e| registry.explain(e, &self.what))?;
+        Ok(())
+    }
+}
+
+impl crate::push::Uploads for Upload<'_> {
+    async fn has_blob(&self, blob: &Blob) -> Result<bool> {
+        let digest = blob.digest().to_string();
+        self.registry
+            .client
+            .blob_exists(&self.target, &digest)
+            .await
+            .map_err(|e| self.registry.explain(e, &format!("{}: checking for blob {digest}", self.what)))
+    }
+
+    async fn put_blob(&self, blob: &Blob) -> Result<()> {
+        let digest = blob.digest().to_string();
+        let data = blob.data();
+        let bar = progress_bar(&digest, data.len() as u64);
+        let chunks: Vec<bytes::Bytes> = data.chunks(CHUNK).map(bytes::Bytes::copy_from_slice).collect();
+        let counter = bar.clone();
+        let chunks = stream::iter(chunks.into_iter().map(move |chunk| {
+            counter.inc(chunk.len() as u64);
+            Ok(chunk)
+        }));
+        let result =
+            self.registry.client.push_blob_stream(&self.target, chunks, &digest, Some(data.len() as u64)).await;
+        bar.finish_and_clear();
+        result.map_err(|e| self.registry.explain(e, &format!("{}: uploading blob {digest}", self.what)))?;
+        Ok(())
+    }
+
+    async fn put_manifest(&self, manifest: &Blob) -> Result<()> {
+        let digest = manifest.digest().to_string();
+        let target = by_digest(self.reference, &digest);
+        self.put(&target, manifest)
+            .await
+            .map_err(|e| self.registry.explain(e, &format!("{}: putting manifest {digest}", self.what)))
+    }
+
+    async fn put_index(&self, index: &Blob) -> Result<()> {
+        let digest = index.digest();
+        self.put(&self.target, index)
+            .await
+            .map_err(|e| self.registry.explain(e, &format!("{}: tagging index {digest}", self.what)))
+    }
+}
+
+impl Upload<'_> {
+    async fn put(&self, target: &oci_client::Reference, document: &Blob) -> oci_client::errors::Result<()> {
+        let content_type = document.media_type().to_string().parse().expect("a media type is a header value");
+        self.registry.client.push_manifest_raw(target, document.data().to_vec(), content_type).await.map(drop)
+    }
+}
+
+fn progress_bar(digest: &str, len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() || !log::log_enabled!(log::Level::Info) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len).with_message(format!("uploading {}", &digest[..digest.len().min(19)]));
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30.cyan}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .expect("the bar template is valid")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Reading an image from a registry: the [`fabricks_image::Source`] of `fabricks run REF`.
+pub struct RegistrySource<'a> {
+    registry: &'a Registry,
+    reference: &'a Reference,
+    runtime: tokio::runtime::Runtime,
+    what: String,
+}
+
+impl<'a> RegistrySource<'a> {
+    pub fn new(registry: &'a Registry, reference: &'a Reference) -> Result<RegistrySource<'a>> {
+        Ok(RegistrySource { registry, reference, runtime: runtime()?, what: format!("pulling {reference}") })
+    }
+
+    fn manifest_at(&self, target: &oci_client::Reference, what: &str) -> Result<Vec<u8>> {
+        let registry = self.registry;
+        let (bytes, _) = self
+            .runtime
+            .block_on(registry.client.pull_manifest_raw(target, &registry.auth, &media::top_level_types()))
+            .map_err(|e| registry.explain(e, what))?;
+        Ok(bytes.to_vec())
+    }
+}
+
+impl fabricks_image::Source for RegistrySource<'_> {
+    fn top(&mut self) -> Result<(Option<String>, Vec<u8>)> {
+        Ok((None, self.manifest_at(&client_reference(self.reference), &self.what)?))
+    }
+
+    fn manifest(&mut self, descriptor: &Descriptor) -> Result<Vec<u8>> {
+        let digest = descriptor.digest().to_string();
+        self.manifest_at(&by_digest(self.reference, &digest), &format!("{}: manifest {digest}", self.what))
+    }
+
+    fn blob(&mut self, descriptor: &Descriptor) -> Result<Vec<u8>> {
+        let digest = descriptor.digest().to_string();
+        let mut data = Vec::new();
+        self.runtime
+            .block_on(self.registry.client.pull_blob(&client_reference(self.reference), digest.as_str(), &mut data))
+            .map_err(|e| self.registry.explain(e, &format!("{}: blob {digest}", self.what)))?;
+        Ok(data)
+    }
 }
 
 /// What kind of failure a client error is.

@@ -8,7 +8,7 @@ use crate::signals;
 use crate::toolchain::Target;
 use anyhow::{bail, ensure, Context, Result};
 use fabricks_engine::{Command, Compiler, Engine, EngineOptions, ModuleKind, Preopen, Socket, Stdio, Stopper};
-use fabricks_image::ListenSpec;
+use fabricks_listen::ListenSpec;
 use std::path::{Path, PathBuf};
 
 /// Runs the module and returns its exit status.

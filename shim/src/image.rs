@@ -12,12 +12,8 @@ use containerd_client::tonic::Request;
 use containerd_client::with_namespace;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 
-/// Layer media types that carry a wasm module as the blob itself.
-pub const WASM_LAYER_TYPES: &[&str] = &[
-    "application/wasm",
-    "application/vnd.wasm.content.layer.v1+wasm",
-    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
-];
+/// Layer media types that carry a wasm module as the blob itself: the table the CLI uses too.
+pub use fabricks_image::media::WASM_LAYER_TYPES;
 
 /// The image of a container, as far as the shim needs it.
 pub struct Image {

@@ -1,6 +1,10 @@
 use crate::blob::Blob;
+use crate::config::ImageConfig;
 use crate::created::{check_representable, rfc3339, source_date_epoch};
+use crate::index::{self, IndexEntry};
 use crate::layer::{self, LayerKind};
+use crate::payload::Payload;
+use crate::wasm::{WasmKind, LABEL_WASM_KIND};
 use crate::{json, Reference};
 use anyhow::{bail, ensure, Context, Result};
 use fabricks_listen::ListenSpec;
@@ -10,39 +14,36 @@ use oci_spec::image::{
 };
 use std::collections::{BTreeMap, HashMap};
 
-/// What to build around a module besides its bytes.
+/// What to build around a payload besides its files.
 #[derive(Clone, Debug)]
 pub struct ImageOptions {
     pub reference: Reference,
-    /// Absolute path of the module inside the image, e.g. `/go-hello.wasm`;
-    /// it becomes the config's `Entrypoint`.
-    pub entrypoint: String,
     pub layer: LayerKind,
-    /// Default environment of the module, as `Env` `KEY=VALUE` entries.
+    /// Default environment of the program, as `Env` `KEY=VALUE` entries.
     pub env: Vec<(String, String)>,
     /// Config labels.
     pub labels: BTreeMap<String, String>,
-    /// TCP endpoints the module serves: each becomes an `ExposedPorts` entry
-    /// (`8080/tcp`), and the whole spec the label `fabricks.io/listen` (ports
-    /// cannot carry names). Empty: neither.
+    /// TCP endpoints the program serves: each becomes an `ExposedPorts` entry (`8080/tcp`),
+    /// and the whole spec the label `fabricks.io/listen` (ports cannot carry names). Empty:
+    /// neither.
     pub listen: ListenSpec,
     /// Manifest annotations, typically `org.opencontainers.image.*`.
     pub annotations: BTreeMap<String, String>,
-    /// Seconds since the Unix epoch for `created` and file times; `None`
-    /// reads `SOURCE_DATE_EPOCH`, else uses 0.
+    /// Seconds since the Unix epoch for `created` and file times; `None` reads
+    /// `SOURCE_DATE_EPOCH`, else uses 0.
     pub created: Option<u64>,
-    /// `wasi/wasm` ([`platform`]) for a module; a Linux platform
-    /// ([`host_platform`]) packs a native executable instead, which is how the
-    /// same project is built for runc to compare against.
+    /// `wasi/wasm` ([`platform`]) for wasm; a Linux platform ([`host_platform`]) packs a native
+    /// executable instead, which is how the same project is built for runc to compare against.
     pub platform: Platform,
+    /// Node platforms the tag's index also lists a wasm image under (see [`crate::index`]).
+    pub node_platforms: Vec<Platform>,
 }
 
 impl ImageOptions {
-    /// A tar-layer image with no env, labels or annotations.
-    pub fn new(reference: Reference, entrypoint: impl Into<String>) -> Self {
+    /// A tar-layer `wasi/wasm` image with no env, labels, annotations or node platforms.
+    pub fn new(reference: Reference) -> Self {
         ImageOptions {
             reference,
-            entrypoint: entrypoint.into(),
             layer: LayerKind::Tar,
             env: Vec::new(),
             labels: BTreeMap::new(),
@@ -50,25 +51,29 @@ impl ImageOptions {
             annotations: BTreeMap::new(),
             created: None,
             platform: platform(),
+            node_platforms: Vec::new(),
         }
     }
 }
 
-/// A single-layer wasm image held in memory: three blobs (config, layer,
-/// manifest) plus the parsed documents they encode. (With a Linux
-/// [`ImageOptions::platform`], the same shape around a native executable.)
+/// An OCI image held in memory: its manifest, config and layer blobs, the typed documents
+/// they encode, and the entries a tag's index lists it under. [`Image::build`] makes one from a
+/// payload; [`crate::read_image`] reads one from an archive or a registry. Publishers
+/// ([`crate::Publisher`]) take it from there.
 #[derive(Clone, Debug)]
-pub struct WasmImage {
+pub struct Image {
     reference: Reference,
     created: u64,
-    config: ImageConfiguration,
-    manifest: ImageManifest,
+    platform: Option<Platform>,
+    config: ImageConfig,
     config_blob: Blob,
-    layer_blob: Blob,
+    manifest: ImageManifest,
     manifest_blob: Blob,
+    layers: Vec<Blob>,
+    node_entries: Vec<IndexEntry>,
 }
 
-/// The platform every image of this crate is for: `wasi/wasm`.
+/// The platform of wasm images: `wasi/wasm`.
 pub fn platform() -> Platform {
     PlatformBuilder::default()
         .os(Os::Other("wasi".into()))
@@ -86,120 +91,199 @@ pub fn host_platform() -> Platform {
         .expect("os and architecture are the only required platform fields")
 }
 
-fn is_wasi(platform: &Platform) -> bool {
+fn is_wasm_platform(platform: &Platform) -> bool {
     *platform.architecture() == Arch::Wasm
 }
 
-impl WasmImage {
-    /// Builds the image for the WebAssembly binary `module`.
-    pub fn build(module: &[u8], options: &ImageOptions) -> Result<Self> {
-        check_executable(module, options)?;
-        check_entrypoint(&options.entrypoint)?;
+impl Image {
+    /// Builds the single-layer image of `payload`.
+    pub fn build(payload: &Payload, options: &ImageOptions) -> Result<Self> {
+        payload.check()?;
+        let kind = check_executable(payload, options)?;
         let created = match options.created {
             Some(secs) => secs,
             None => source_date_epoch()?,
         };
         check_representable(created)?;
 
-        let layer = layer::build(options.layer, module, &options.entrypoint, created)?;
-        let config = image_config(options, created, layer.diff_id.as_ref().map(|d| d.as_ref()))?;
+        let layer = layer::build(options.layer, payload, created)?;
+        let config = image_config(payload, options, kind, created, layer.diff_id.as_ref().map(|d| d.as_ref()))?;
         let config_blob = Blob::new(MediaType::ImageConfig, json::canonical(&config)?);
         let manifest = image_manifest(options, &config_blob, &layer.blob)?;
         let manifest_blob = Blob::new(MediaType::ImageManifest, json::canonical(&manifest)?);
-        Ok(WasmImage {
+        let mut image = Image {
             reference: options.reference.clone(),
             created,
-            config,
-            manifest,
+            platform: Some(options.platform.clone()),
+            config: ImageConfig::parse(&MediaType::ImageConfig, config_blob.data())?,
             config_blob,
-            layer_blob: layer.blob,
+            manifest,
             manifest_blob,
+            layers: vec![layer.blob],
+            node_entries: Vec::new(),
+        };
+        image.list_for_nodes(&options.node_platforms)?;
+        Ok(image)
+    }
+
+    /// An image from blobs read elsewhere (checked against their descriptors by the reader).
+    pub(crate) fn from_parts(
+        reference: Reference,
+        platform: Option<Platform>,
+        manifest_blob: Blob,
+        config_blob: Blob,
+        layers: Vec<Blob>,
+    ) -> Result<Self> {
+        let manifest = ImageManifest::from_reader(manifest_blob.data()).context("parsing the image manifest")?;
+        let config = ImageConfig::parse(manifest.config().media_type(), config_blob.data())?;
+        // The descriptor it was read by may carry the archive's or index's annotations: the
+        // manifest is described afresh, by its content.
+        let manifest_blob = Blob::new(manifest_blob.media_type().clone(), manifest_blob.data().to_vec());
+        let platform = platform.or_else(|| config.platform());
+        Ok(Image {
+            reference,
+            created: 0,
+            platform,
+            config,
+            config_blob,
+            manifest,
+            manifest_blob,
+            layers,
+            node_entries: Vec::new(),
         })
+    }
+
+    /// Lists a wasm image under `platforms` too in the tag's index (replacing any listed
+    /// before); an image for a node platform already (a native one) gets none.
+    pub fn list_for_nodes(&mut self, platforms: &[Platform]) -> Result<()> {
+        self.node_entries = match self.is_wasm() {
+            true => {
+                index::node_entries(&self.own_entry(), &self.config_blob, !self.config.diff_ids.is_empty(), platforms)?
+            }
+            false => Vec::new(),
+        };
+        Ok(())
     }
 
     pub fn reference(&self) -> &Reference {
         &self.reference
     }
 
-    /// Seconds since the Unix epoch the image is stamped with.
+    /// Seconds since the Unix epoch the image is stamped with (0 for an image read back).
     pub fn created(&self) -> u64 {
         self.created
     }
 
-    pub fn config(&self) -> &ImageConfiguration {
-        &self.config
+    /// The platform the manifest is for, if known.
+    pub fn platform(&self) -> Option<&Platform> {
+        self.platform.as_ref()
     }
 
-    pub fn manifest(&self) -> &ImageManifest {
-        &self.manifest
+    /// Whether this is a wasm image: its platform, or else its config, says `wasm`, or it is
+    /// made of wasm layers only.
+    pub fn is_wasm(&self) -> bool {
+        match &self.platform {
+            Some(platform) => is_wasm_platform(platform),
+            None => {
+                self.config.is_wasm()
+                    || (!self.layers.is_empty()
+                        && self.layers.iter().all(|l| crate::media::is_wasm_layer(l.media_type().as_ref())))
+            }
+        }
+    }
+
+    /// The config as a runtime reads it.
+    pub fn config(&self) -> &ImageConfig {
+        &self.config
     }
 
     pub fn config_blob(&self) -> &Blob {
         &self.config_blob
     }
 
-    pub fn layer_blob(&self) -> &Blob {
-        &self.layer_blob
+    pub fn manifest(&self) -> &ImageManifest {
+        &self.manifest
     }
 
     pub fn manifest_blob(&self) -> &Blob {
         &self.manifest_blob
     }
 
-    /// Every blob the image consists of, manifest last, in the order a
-    /// registry push must upload them.
-    pub fn blobs(&self) -> [&Blob; 3] {
-        [&self.config_blob, &self.layer_blob, &self.manifest_blob]
+    pub fn layers(&self) -> &[Blob] {
+        &self.layers
     }
 
-    /// Descriptor of the manifest with its `wasi/wasm` platform, as an image
-    /// index lists it.
+    /// The manifest's annotations, which the tag's index repeats.
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        self.manifest.annotations().clone().unwrap_or_default().into_iter().collect()
+    }
+
+    /// Descriptor of the manifest with its platform, as an index lists it.
     pub fn manifest_descriptor(&self) -> Descriptor {
         let mut descriptor = self.manifest_blob.descriptor().clone();
-        descriptor.set_platform(Some(
-            PlatformBuilder::default()
-                .os(self.config.os().clone())
-                .architecture(self.config.architecture().clone())
-                .build()
-                .expect("os and architecture are the only required platform fields"),
-        ));
+        descriptor.set_platform(self.platform.clone());
         descriptor
+    }
+
+    fn own_entry(&self) -> IndexEntry {
+        IndexEntry { descriptor: self.manifest_descriptor(), manifest: self.manifest_blob.clone(), config: None }
+    }
+
+    /// The manifests a tag's index lists, the image's own first, then those for node
+    /// platforms ([`Image::list_for_nodes`]).
+    pub fn entries(&self) -> Vec<IndexEntry> {
+        std::iter::once(self.own_entry()).chain(self.node_entries.iter().cloned()).collect()
+    }
+
+    /// The index a tag points to (see [`crate::index`]).
+    pub fn index(&self) -> Result<Blob> {
+        index::index_blob(&self.entries(), &self.annotations())
+    }
+
+    /// Every blob besides manifests, in the order a registry push uploads them: config, layers,
+    /// then the node-platform configs.
+    pub fn blobs(&self) -> Vec<&Blob> {
+        let extra = self.node_entries.iter().filter_map(|e| e.config.as_ref());
+        std::iter::once(&self.config_blob).chain(&self.layers).chain(extra).collect()
     }
 }
 
-fn check_executable(module: &[u8], options: &ImageOptions) -> Result<()> {
-    if !is_wasi(&options.platform) {
+/// Checks the program against the platform; for wasm, says whether it is a module or a
+/// component.
+fn check_executable(payload: &Payload, options: &ImageOptions) -> Result<Option<WasmKind>> {
+    let (path, program) = payload.program()?;
+    if !is_wasm_platform(&options.platform) {
         ensure!(
-            module.starts_with(b"\x7fELF"),
-            "a {}/{} image needs a native ELF executable, and this file is not one",
+            program.starts_with(b"\x7fELF"),
+            "a {}/{} image needs a native ELF executable, and {path} is not one",
             options.platform.os(),
             options.platform.architecture()
         );
         ensure!(options.layer == LayerKind::Tar, "a native executable can only go in a tar layer");
-        return Ok(());
+        return Ok(None);
     }
     ensure!(
-        module.starts_with(b"\0asm"),
-        "the module does not start with the WebAssembly magic bytes `\\0asm`; \
+        program.starts_with(b"\0asm"),
+        "{path} does not start with the WebAssembly magic bytes `\\0asm`; \
          pass a compiled .wasm file (e.g. from `GOOS=wasip1 GOARCH=wasm go build`)"
     );
-    Ok(())
+    Ok(WasmKind::of(program))
 }
 
-fn check_entrypoint(entrypoint: &str) -> Result<()> {
-    let Some(relative) = entrypoint.strip_prefix('/') else {
-        bail!("entrypoint {entrypoint:?} must be an absolute path inside the image, like `/app.wasm`");
-    };
-    let clean = relative.split('/').all(|part| !matches!(part, "" | "." | ".."));
-    ensure!(
-        clean,
-        "entrypoint {entrypoint:?} must name a file by a plain path: no empty, `.` or `..` parts and no trailing `/`"
-    );
-    Ok(())
-}
-
-fn image_config(options: &ImageOptions, created: u64, diff_id: Option<&str>) -> Result<ImageConfiguration> {
-    let mut config = ConfigBuilder::default().entrypoint(vec![options.entrypoint.clone()]);
+fn image_config(
+    payload: &Payload,
+    options: &ImageOptions,
+    kind: Option<WasmKind>,
+    created: u64,
+    diff_id: Option<&str>,
+) -> Result<ImageConfiguration> {
+    let mut config = ConfigBuilder::default().entrypoint(payload.entrypoint());
+    if !payload.args().is_empty() {
+        config = config.cmd(payload.args().to_vec());
+    }
+    if let Some(dir) = payload.workdir() {
+        config = config.working_dir(dir.to_owned());
+    }
     if !options.env.is_empty() {
         config = config.env(env_entries(&options.env)?);
     }
@@ -214,12 +298,16 @@ fn image_config(options: &ImageOptions, created: u64, diff_id: Option<&str>) -> 
         labels.insert(fabricks_listen::LABEL.to_owned(), options.listen.to_string());
         config = config.exposed_ports(options.listen.exposed_ports());
     }
+    if let Some(kind) = kind {
+        labels.entry(LABEL_WASM_KIND.to_owned()).or_insert_with(|| kind.to_string());
+    }
     if !labels.is_empty() {
         config = config.labels(labels);
     }
+    let (program, _) = payload.program()?;
     let history = HistoryBuilder::default()
         .created(rfc3339(created))
-        .created_by(format!("fabricks: {} layer with {}", options.layer, options.entrypoint))
+        .created_by(format!("fabricks: {} layer with {program}", options.layer))
         .empty_layer(diff_id.is_none())
         .build()?;
     ImageConfigurationBuilder::default()
@@ -241,10 +329,9 @@ fn image_config(options: &ImageOptions, created: u64, diff_id: Option<&str>) -> 
 fn env_entries(env: &[(String, String)]) -> Result<Vec<String>> {
     env.iter()
         .map(|(key, value)| {
-            ensure!(
-                !key.is_empty() && !key.contains('='),
-                "environment variable name {key:?} must be non-empty and contain no `=`"
-            );
+            if key.is_empty() || key.contains('=') {
+                bail!("environment variable name {key:?} must be non-empty and contain no `=`");
+            }
             Ok(format!("{key}={value}"))
         })
         .collect()

@@ -1,6 +1,8 @@
 use crate::blob::{sha256, Blob};
+use crate::media;
+use crate::payload::Payload;
 use crate::tarball::Tarball;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use flate2::{write::GzEncoder, Compression};
 use oci_spec::image::{Digest, MediaType, ANNOTATION_TITLE};
 use std::collections::HashMap;
@@ -49,27 +51,26 @@ pub(crate) struct Layer {
     pub diff_id: Option<Digest>,
 }
 
-/// Builds the layer for `module`, placed at the absolute path `entrypoint`,
-/// with every timestamp set to `mtime` (seconds since the Unix epoch).
-pub(crate) fn build(kind: LayerKind, module: &[u8], entrypoint: &str, mtime: u64) -> Result<Layer> {
-    match kind {
-        LayerKind::Tar => tar_layer(module, entrypoint, mtime),
-        LayerKind::Wasm => Ok(wasm_layer(module, entrypoint)),
+/// Builds the layer of `payload`, with every timestamp set to `mtime` (seconds since the Unix
+/// epoch).
+pub(crate) fn build(kind: LayerKind, payload: &Payload, mtime: u64) -> Result<Layer> {
+    match (kind, payload) {
+        (LayerKind::Tar, _) => gzip_layer(payload_tar(payload, mtime)?),
+        (LayerKind::Wasm, Payload::File { path, data }) => Ok(wasm_layer(data, path)),
+        (LayerKind::Wasm, Payload::Tree { .. }) => {
+            bail!("a payload of several files goes in a tar layer (--layer tar); a wasm layer holds one module")
+        }
     }
 }
 
 fn wasm_layer(module: &[u8], entrypoint: &str) -> Layer {
-    let mut blob = Blob::new(MediaType::Other(crate::WASM_LAYER_MEDIA_TYPE.into()), module.to_vec());
+    let mut blob = Blob::new(MediaType::Other(media::WASM_LAYER.into()), module.to_vec());
     // Records the file name the module had, the way other wasm-in-OCI tools
     // do, for runtimes that materialise the blob as a file.
     let file_name = entrypoint.rsplit('/').next().unwrap_or(entrypoint);
     let annotations = HashMap::from([(ANNOTATION_TITLE.to_owned(), file_name.to_owned())]);
     blob.descriptor_mut().set_annotations(Some(annotations));
     Layer { diff_id: None, blob }
-}
-
-fn tar_layer(module: &[u8], entrypoint: &str, mtime: u64) -> Result<Layer> {
-    gzip_layer(module_tar(module, entrypoint, mtime)?)
 }
 
 /// A filesystem layer from an uncompressed tar: the tar gzipped, its digest
@@ -83,19 +84,21 @@ pub(crate) fn gzip_layer(tar: Vec<u8>) -> Result<Layer> {
     Ok(Layer { diff_id: Some(sha256(&tar)), blob: Blob::new(MediaType::ImageLayerGzip, compressed) })
 }
 
-/// An uncompressed tar with the parent directories of `entrypoint` and the
-/// module itself, executable, as a container runtime would expect it.
-fn module_tar(module: &[u8], entrypoint: &str, mtime: u64) -> Result<Vec<u8>> {
-    let relative = entrypoint.trim_start_matches('/');
+/// An uncompressed tar of the payload: its directories (sorted), then its files (sorted), so
+/// every parent comes before what it holds and equal payloads give equal bytes. Files keep
+/// only their executable bit (0755 or 0644), directories are 0755.
+fn payload_tar(payload: &Payload, mtime: u64) -> Result<Vec<u8>> {
+    let (mut dirs, mut files): (Vec<_>, Vec<_>) = payload.layer_entries().into_iter().partition(|e| e.file.is_none());
+    dirs.sort_by(|a, b| a.path.cmp(&b.path));
+    dirs.dedup_by(|a, b| a.path == b.path);
+    files.sort_by(|a, b| a.path.cmp(&b.path));
     let mut tar = Tarball::new(Vec::new(), mtime);
-    let mut parent = String::new();
-    if let Some((dirs, _file)) = relative.rsplit_once('/') {
-        for dir in dirs.split('/') {
-            parent.push_str(dir);
-            parent.push('/');
-            tar.dir(&parent)?;
-        }
+    for dir in &dirs {
+        tar.dir(&format!("{}/", dir.path))?;
     }
-    tar.file(relative, module, 0o755)?;
+    for file in &files {
+        let (data, mode) = file.file.expect("partitioned: files have content");
+        tar.file(&file.path, data, mode)?;
+    }
     tar.finish()
 }

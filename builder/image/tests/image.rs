@@ -1,5 +1,5 @@
 use fabricks_image::oci_spec::image::{Descriptor, MediaType};
-use fabricks_image::{write_archive, write_archive_file, ImageOptions, LayerKind, WasmImage};
+use fabricks_image::{write_archive, write_archive_file, Blob, Image, ImageOptions, LayerKind, Payload};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -14,14 +14,23 @@ fn module() -> Vec<u8> {
 }
 
 fn options(layer: LayerKind) -> ImageOptions {
-    let mut options = ImageOptions::new("localhost/go-hello:latest".parse().unwrap(), "/go-hello.wasm");
+    let mut options = ImageOptions::new("localhost/go-hello:latest".parse().unwrap());
     options.layer = layer;
     options.created = Some(1_700_000_000);
     options
 }
 
-fn build(layer: LayerKind) -> WasmImage {
-    WasmImage::build(&module(), &options(layer)).unwrap()
+fn payload() -> Payload {
+    Payload::file("/go-hello.wasm", module())
+}
+
+fn build(layer: LayerKind) -> Image {
+    Image::build(&payload(), &options(layer)).unwrap()
+}
+
+/// Config, layers, manifest: what an archive holds, in its order.
+fn own_blobs(image: &Image) -> Vec<&Blob> {
+    std::iter::once(image.config_blob()).chain(image.layers()).chain([image.manifest_blob()]).collect()
 }
 
 fn sha256_digest(data: &[u8]) -> String {
@@ -62,7 +71,7 @@ fn tar_entries(data: &[u8]) -> Vec<(String, u32, u64, u64, u64, Vec<u8>)> {
         .collect()
 }
 
-fn archive_bytes(image: &WasmImage) -> Vec<u8> {
+fn archive_bytes(image: &Image) -> Vec<u8> {
     write_archive(image, Vec::new()).unwrap()
 }
 
@@ -70,14 +79,14 @@ fn archive_bytes(image: &WasmImage) -> Vec<u8> {
 fn digests_and_sizes_match_blob_contents() {
     for kind in [LayerKind::Tar, LayerKind::Wasm] {
         let image = build(kind);
-        for blob in image.blobs() {
+        for blob in own_blobs(&image) {
             assert_eq!(blob.digest().to_string(), sha256_digest(blob.data()), "{kind}");
             assert_eq!(blob.descriptor().size(), blob.data().len() as u64, "{kind}");
         }
         let manifest = json(image.manifest_blob().data());
         let descriptor = |value: &Value| -> Descriptor { serde_json::from_value(value.clone()).unwrap() };
         assert_eq!(&descriptor(&manifest["config"]), image.config_blob().descriptor());
-        assert_eq!(&descriptor(&manifest["layers"][0]), image.layer_blob().descriptor());
+        assert_eq!(&descriptor(&manifest["layers"][0]), image.layers()[0].descriptor());
         assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
         assert_eq!(image.manifest_descriptor().digest(), image.manifest_blob().digest());
     }
@@ -87,8 +96,8 @@ fn digests_and_sizes_match_blob_contents() {
 fn media_types_are_the_oci_ones() {
     let tar = build(LayerKind::Tar);
     let wasm = build(LayerKind::Wasm);
-    assert_eq!(tar.layer_blob().media_type().to_string(), "application/vnd.oci.image.layer.v1.tar+gzip");
-    assert_eq!(wasm.layer_blob().media_type().to_string(), "application/wasm");
+    assert_eq!(tar.layers()[0].media_type().to_string(), "application/vnd.oci.image.layer.v1.tar+gzip");
+    assert_eq!(wasm.layers()[0].media_type().to_string(), "application/wasm");
     for image in [&tar, &wasm] {
         assert_eq!(image.config_blob().media_type(), &MediaType::ImageConfig);
         assert_eq!(image.manifest_blob().media_type(), &MediaType::ImageManifest);
@@ -103,7 +112,7 @@ fn media_types_are_the_oci_ones() {
 fn config_names_platform_entrypoint_and_diff_id() {
     let tar = build(LayerKind::Tar);
     let wasm = build(LayerKind::Wasm);
-    let tar_diff_id = sha256_digest(&gunzip(tar.layer_blob().data()));
+    let tar_diff_id = sha256_digest(&gunzip(tar.layers()[0].data()));
     // A wasm layer is no filesystem layer: containerd 2.x rejects images whose
     // diff_ids list one.
     for (image, diff_ids) in [(&tar, serde_json::json!([tar_diff_id])), (&wasm, serde_json::json!([]))] {
@@ -115,22 +124,20 @@ fn config_names_platform_entrypoint_and_diff_id() {
         assert_eq!(config["rootfs"]["type"], "layers");
         assert_eq!(config["rootfs"]["diff_ids"], diff_ids);
     }
-    assert_eq!(wasm.layer_blob().data(), module());
+    assert_eq!(wasm.layers()[0].data(), module());
 }
 
 #[test]
 fn tar_layer_holds_the_module_at_the_entrypoint() {
     let image = build(LayerKind::Tar);
-    let entries = tar_entries(&gunzip(image.layer_blob().data()));
+    let entries = tar_entries(&gunzip(image.layers()[0].data()));
     assert_eq!(entries, vec![("go-hello.wasm".to_owned(), 0o755, 0, 0, 1_700_000_000, module())]);
 }
 
 #[test]
 fn nested_entrypoints_get_their_directories() {
-    let mut options = options(LayerKind::Tar);
-    options.entrypoint = "/app/bin/hello.wasm".into();
-    let image = WasmImage::build(&module(), &options).unwrap();
-    let paths: Vec<String> = tar_entries(&gunzip(image.layer_blob().data())).into_iter().map(|e| e.0).collect();
+    let image = Image::build(&Payload::file("/app/bin/hello.wasm", module()), &options(LayerKind::Tar)).unwrap();
+    let paths: Vec<String> = tar_entries(&gunzip(image.layers()[0].data())).into_iter().map(|e| e.0).collect();
     assert_eq!(paths, ["app/", "app/bin/", "app/bin/hello.wasm"]);
 }
 
@@ -140,7 +147,7 @@ fn env_labels_and_annotations_land_where_they_belong() {
     options.env = vec![("GREETING".into(), "hi=there".into())];
     options.labels = BTreeMap::from([("team".into(), "fabricks".into())]);
     options.annotations = BTreeMap::from([("org.opencontainers.image.source".into(), "https://example.com/x".into())]);
-    let image = WasmImage::build(&module(), &options).unwrap();
+    let image = Image::build(&payload(), &options).unwrap();
     let config = json(image.config_blob().data());
     assert_eq!(config["config"]["Env"], serde_json::json!(["GREETING=hi=there"]));
     assert_eq!(config["config"]["Labels"]["team"], "fabricks");
@@ -154,26 +161,27 @@ fn listen_spec_sets_exposed_ports_and_the_label() {
     let mut options = options(LayerKind::Tar);
     options.labels = BTreeMap::from([("team".into(), "fabricks".into())]);
     options.listen = "http=0.0.0.0:8080/tcp,admin=[::1]:9090".parse().unwrap();
-    let image = WasmImage::build(&module(), &options).unwrap();
+    let image = Image::build(&payload(), &options).unwrap();
     let config = json(image.config_blob().data());
     assert_eq!(config["config"]["ExposedPorts"], serde_json::json!({"8080/tcp": {}, "9090/tcp": {}}));
     assert_eq!(
         config["config"]["Labels"],
         serde_json::json!({
             "fabricks.io/listen": "http=8080,admin=[::1]:9090",
+            "fabricks.io/wasm-kind": "module",
             "team": "fabricks",
         })
     );
     // The label parses back to the same spec.
     let label = config["config"]["Labels"]["fabricks.io/listen"].as_str().unwrap();
-    assert_eq!(label.parse::<fabricks_image::ListenSpec>().unwrap(), options.listen);
+    assert_eq!(label.parse::<fabricks_listen::ListenSpec>().unwrap(), options.listen);
 }
 
 #[test]
 fn no_listen_spec_means_no_ports_and_no_label() {
     let config = json(build(LayerKind::Tar).config_blob().data());
     assert!(config["config"].get("ExposedPorts").is_none(), "{config}");
-    assert!(config["config"].get("Labels").is_none(), "{config}");
+    assert_eq!(config["config"]["Labels"], serde_json::json!({"fabricks.io/wasm-kind": "module"}), "{config}");
 }
 
 #[test]
@@ -181,7 +189,7 @@ fn the_listen_label_is_not_set_by_hand_next_to_a_spec() {
     let mut options = options(LayerKind::Tar);
     options.listen = "http=8080".parse().unwrap();
     options.labels = BTreeMap::from([("fabricks.io/listen".into(), "http=9090".into())]);
-    let err = WasmImage::build(&module(), &options).unwrap_err().to_string();
+    let err = Image::build(&payload(), &options).unwrap_err().to_string();
     assert!(err.contains("fabricks.io/listen"), "{err}");
     assert!(err.contains("http=8080"), "{err}");
 }
@@ -192,7 +200,7 @@ fn archive_lists_exactly_the_expected_files() {
         let image = build(kind);
         let entries = tar_entries(&archive_bytes(&image));
         let mut expected = vec!["oci-layout".to_owned(), "index.json".into(), "blobs/".into(), "blobs/sha256/".into()];
-        for blob in image.blobs() {
+        for blob in own_blobs(&image) {
             expected.push(format!("blobs/sha256/{}", blob.digest().digest()));
         }
         let paths: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
@@ -233,7 +241,7 @@ fn same_input_gives_the_same_bytes() {
         options.labels = many("label");
         options.annotations = many("org.opencontainers.image.x");
         options.created = Some(created);
-        WasmImage::build(&module(), &options).unwrap()
+        Image::build(&payload(), &options).unwrap()
     };
     let (first, second) = (build_full(1_700_000_000), build_full(1_700_000_000));
     assert_eq!(archive_bytes(&first), archive_bytes(&second));
@@ -254,12 +262,11 @@ fn archive_file_matches_the_streamed_archive() {
 
 #[test]
 fn rejects_what_is_not_a_module_or_an_absolute_path() {
-    let err = WasmImage::build(b"#!/bin/sh\n", &options(LayerKind::Tar)).unwrap_err();
+    let script = Payload::file("/x.wasm", b"#!/bin/sh\n".to_vec());
+    let err = Image::build(&script, &options(LayerKind::Tar)).unwrap_err();
     assert!(err.to_string().contains("magic"), "{err}");
     for entrypoint in ["go-hello.wasm", "/", "/a/../b.wasm", "/a//b.wasm", "/dir/"] {
-        let mut options = options(LayerKind::Tar);
-        options.entrypoint = entrypoint.into();
-        let err = WasmImage::build(&module(), &options).unwrap_err();
+        let err = Image::build(&Payload::file(entrypoint, module()), &options(LayerKind::Tar)).unwrap_err();
         assert!(err.to_string().contains("entrypoint"), "{entrypoint}: {err}");
     }
 }

@@ -59,3 +59,32 @@ fn set(doc: &mut DocumentMut, assignment: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(text: &str) -> DocumentMut {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn an_existing_key_is_replaced_in_place_with_its_comment() {
+        let mut d = doc("# top\n[grpc]\naddress = \"/run/containerd.sock\" # the socket\nuid = 0\n");
+        set(&mut d, "grpc.address=\"/tmp/x.sock\"").unwrap();
+        assert_eq!(d.to_string(), "# top\n[grpc]\naddress = \"/tmp/x.sock\" # the socket\nuid = 0\n");
+    }
+
+    #[test]
+    fn a_missing_key_or_table_is_refused_unless_prefixed_with_plus() {
+        let mut d = doc("[grpc]\naddress = \"a\"\n");
+        let err = set(&mut d, "grpc.adress=\"b\"").unwrap_err().to_string();
+        assert!(err.contains("no key adress"), "{err}");
+        let err = set(&mut d, "plugins.x=true").unwrap_err().to_string();
+        assert!(err.contains("no table plugins"), "{err}");
+        set(&mut d, "+plugins.\"io.containerd.grpc.v1.cri\".x=true").unwrap();
+        assert_eq!(d["plugins"]["io.containerd.grpc.v1.cri"]["x"].as_bool(), Some(true));
+        assert!(set(&mut d, "grpc.address").is_err(), "no `=`");
+        assert!(set(&mut d, "grpc.address=not toml").is_err());
+    }
+}

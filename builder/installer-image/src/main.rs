@@ -2,10 +2,11 @@
 //! machine's architecture) without a container engine: fabricks-node-installer, the shim it
 //! copies onto nodes, and the shared libraries the installer loads (it runs in the image; the
 //! shim runs on the node, against the node's libc). Push it with `fabricks push ARCHIVE REF`.
+//! A tool of the build, so it lives beside the CLI rather than in the crate that runs on nodes.
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use fabricks_image::{write_archive_file, NativeImage, Reference, RootFile};
+use fabricks_image::{ArchiveFile, Image, ImageOptions, LayerKind, Payload, Publisher, Reference, Tree};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -35,17 +36,27 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let installer = args.installer.map_or_else(|| beside("fabricks-node-installer"), Ok)?;
     let shim = args.shim.map_or_else(|| beside("containerd-shim-fabricks-v1"), Ok)?;
-    let mut files = vec![file(&installer, INSTALLER_PATH, 0o755)?, file(&shim, SHIM_PATH, 0o755)?];
+    let mut tree = Tree::new();
+    add(&mut tree, &installer, INSTALLER_PATH)?;
+    add(&mut tree, &shim, SHIM_PATH)?;
     for library in shared_libraries(&installer)? {
         let path = library.to_str().context("library paths are UTF-8")?.to_owned();
-        files.push(file(&library, &path, 0o755)?);
+        add(&mut tree, &library, &path)?;
     }
     let reference: Reference = args.tag.parse().with_context(|| format!("the image name {:?}", args.tag))?;
-    let image = NativeImage::build(reference, &files, vec![INSTALLER_PATH.to_owned()], None)?;
-    write_archive_file(&image, &args.out)?;
-    for f in &files {
-        log::info!("{} ({} bytes)", f.path, f.data.len());
-    }
+    let payload = Payload::Tree {
+        root: "/".to_owned(),
+        tree,
+        entrypoint: vec![INSTALLER_PATH.to_owned()],
+        args: Vec::new(),
+        workdir: None,
+    };
+    let mut options = ImageOptions::new(reference);
+    options.layer = LayerKind::Tar;
+    // The build machine's binaries: its architecture.
+    options.platform = fabricks_image::host_platform();
+    let image = Image::build(&payload, &options)?;
+    ArchiveFile::new(&args.out).publish(&image)?;
     println!("wrote {} ({})", args.out.display(), args.tag);
     Ok(())
 }
@@ -55,10 +66,12 @@ fn beside(name: &str) -> Result<PathBuf> {
     Ok(exe.with_file_name(name))
 }
 
-fn file(source: &Path, path: &str, mode: u32) -> Result<RootFile> {
+/// `source` at the absolute image path `path`, executable (shared objects are mapped as such).
+fn add(tree: &mut Tree, source: &Path, path: &str) -> Result<()> {
     let data = std::fs::read(source)
         .with_context(|| format!("reading {}; build it first (cargo build --release --workspace)", source.display()))?;
-    Ok(RootFile { path: path.to_owned(), data, mode })
+    log::info!("{path} ({} bytes)", data.len());
+    tree.add_file(path.trim_start_matches('/'), data, true)
 }
 
 /// The shared objects `binary` loads, the dynamic loader included, as `ldd` resolves them here
