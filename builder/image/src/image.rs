@@ -1,7 +1,7 @@
 use crate::blob::Blob;
 use crate::created::{check_representable, rfc3339, source_date_epoch};
 use crate::layer::{self, LayerKind};
-use crate::{json, Reference};
+use crate::{json, Reference, RootFile};
 use anyhow::{bail, ensure, Context, Result};
 use fabricks_listen::ListenSpec;
 use oci_spec::image::{
@@ -17,6 +17,13 @@ pub struct ImageOptions {
     /// Absolute path of the module inside the image, e.g. `/go-hello.wasm`;
     /// it becomes the config's `Entrypoint`.
     pub entrypoint: String,
+    /// What follows the module in `Entrypoint` (a .NET AppBundle runs as `/dotnet.wasm App`).
+    pub args: Vec<String>,
+    /// More files of the layer beside the module (a bundle's assemblies and data), each at
+    /// its absolute path; only a tar layer can hold them.
+    pub files: Vec<RootFile>,
+    /// The config's `WorkingDir`, if the program needs one.
+    pub working_dir: Option<String>,
     pub layer: LayerKind,
     /// Default environment of the module, as `Env` `KEY=VALUE` entries.
     pub env: Vec<(String, String)>,
@@ -43,6 +50,9 @@ impl ImageOptions {
         ImageOptions {
             reference,
             entrypoint: entrypoint.into(),
+            args: Vec::new(),
+            files: Vec::new(),
+            working_dir: None,
             layer: LayerKind::Tar,
             env: Vec::new(),
             labels: BTreeMap::new(),
@@ -101,7 +111,15 @@ impl WasmImage {
         };
         check_representable(created)?;
 
-        let layer = layer::build(options.layer, module, &options.entrypoint, created)?;
+        ensure!(
+            options.files.is_empty() || options.layer == LayerKind::Tar,
+            "a program of {} files needs a tar layer: a wasm layer holds one module",
+            options.files.len() + 1
+        );
+        let layer = match options.files.is_empty() {
+            true => layer::build(options.layer, module, &options.entrypoint, created)?,
+            false => layer::tree(module, &options.entrypoint, &options.files, created)?,
+        };
         let config = image_config(options, created, layer.diff_id.as_ref().map(|d| d.as_ref()))?;
         let config_blob = Blob::new(MediaType::ImageConfig, json::canonical(&config)?);
         let manifest = image_manifest(options, &config_blob, &layer.blob)?;
@@ -199,7 +217,12 @@ fn check_entrypoint(entrypoint: &str) -> Result<()> {
 }
 
 fn image_config(options: &ImageOptions, created: u64, diff_id: Option<&str>) -> Result<ImageConfiguration> {
-    let mut config = ConfigBuilder::default().entrypoint(vec![options.entrypoint.clone()]);
+    let entrypoint =
+        std::iter::once(options.entrypoint.clone()).chain(options.args.iter().cloned()).collect::<Vec<_>>();
+    let mut config = ConfigBuilder::default().entrypoint(entrypoint);
+    if let Some(dir) = &options.working_dir {
+        config = config.working_dir(dir.clone());
+    }
     if !options.env.is_empty() {
         config = config.env(env_entries(&options.env)?);
     }

@@ -1,6 +1,7 @@
 use crate::blob::{sha256, Blob};
 use crate::tarball::Tarball;
-use anyhow::{Context, Result};
+use crate::RootFile;
+use anyhow::{ensure, Context, Result};
 use flate2::{write::GzEncoder, Compression};
 use oci_spec::image::{Digest, MediaType, ANNOTATION_TITLE};
 use std::collections::HashMap;
@@ -66,6 +67,18 @@ fn wasm_layer(module: &[u8], entrypoint: &str) -> Layer {
     let annotations = HashMap::from([(ANNOTATION_TITLE.to_owned(), file_name.to_owned())]);
     blob.descriptor_mut().set_annotations(Some(annotations));
     Layer { diff_id: None, blob }
+}
+
+/// A tar layer of `files` plus the module at `entrypoint` (executable), their directories
+/// first, everything sorted: a program that is a tree of files.
+pub(crate) fn tree(module: &[u8], entrypoint: &str, files: &[RootFile], mtime: u64) -> Result<Layer> {
+    ensure!(
+        !files.iter().any(|f| f.path == entrypoint),
+        "{entrypoint} is both the module and one of the other files of the image"
+    );
+    let mut all = files.to_vec();
+    all.push(RootFile { path: entrypoint.to_owned(), data: module.to_vec(), mode: 0o755 });
+    gzip_layer(crate::native::rootfs_tar(&all, mtime)?)
 }
 
 fn tar_layer(module: &[u8], entrypoint: &str, mtime: u64) -> Result<Layer> {

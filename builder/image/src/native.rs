@@ -101,7 +101,7 @@ fn host_platform() -> Result<Platform> {
 }
 
 /// An uncompressed tar of `files` and their parent directories, sorted.
-fn rootfs_tar(files: &[RootFile], mtime: u64) -> Result<Vec<u8>> {
+pub(crate) fn rootfs_tar(files: &[RootFile], mtime: u64) -> Result<Vec<u8>> {
     let mut dirs = BTreeSet::new();
     for file in files {
         let relative = file.path.strip_prefix('/').unwrap_or(&file.path);

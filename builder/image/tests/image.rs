@@ -270,3 +270,40 @@ fn layer_kinds_parse_from_their_names() {
     assert_eq!("wasm".parse::<LayerKind>().unwrap(), LayerKind::Wasm);
     assert!("zip".parse::<LayerKind>().unwrap_err().to_string().contains("tar"));
 }
+
+/// A program that is a tree of files (a .NET AppBundle): every file in the one tar layer,
+/// directories first, the module executable; `Entrypoint` the module plus its arguments.
+#[test]
+fn a_tree_of_files_goes_into_one_tar_layer_with_the_entrypoint_and_its_args() {
+    use fabricks_image::RootFile;
+    let mut options = ImageOptions::new("localhost/app:latest".parse().unwrap(), "/dotnet.wasm");
+    options.created = Some(1_700_000_000);
+    options.args = vec!["App".into()];
+    options.working_dir = Some("/".into());
+    options.files = vec![
+        RootFile { path: "/runtimeconfig.bin".into(), data: b"\x01".to_vec(), mode: 0o644 },
+        RootFile { path: "/managed/App.dll".into(), data: b"MZ".to_vec(), mode: 0o644 },
+    ];
+    let image = WasmImage::build(&module(), &options).unwrap();
+    let config = json(image.config_blob().data());
+    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/dotnet.wasm", "App"]));
+    assert_eq!(config["config"]["WorkingDir"], "/");
+    let entries = tar_entries(&gunzip(image.layer_blob().data()));
+    let names: Vec<(&str, u32)> = entries.iter().map(|e| (e.0.as_str(), e.1)).collect();
+    assert_eq!(
+        names,
+        [("managed/", 0o755), ("dotnet.wasm", 0o755), ("managed/App.dll", 0o644), ("runtimeconfig.bin", 0o644)]
+    );
+    assert_eq!(entries[1].5, module());
+    // Built again: the same digest.
+    assert_eq!(WasmImage::build(&module(), &options).unwrap().manifest_blob().digest(), image.manifest_blob().digest());
+
+    // A wasm layer is one module: a tree cannot go there.
+    options.layer = LayerKind::Wasm;
+    let err = WasmImage::build(&module(), &options).unwrap_err().to_string();
+    assert!(err.contains("needs a tar layer"), "{err}");
+    options.layer = LayerKind::Tar;
+    options.files.push(RootFile { path: "/dotnet.wasm".into(), data: vec![], mode: 0o644 });
+    let err = WasmImage::build(&module(), &options).unwrap_err().to_string();
+    assert!(err.contains("both the module and one of the other files"), "{err}");
+}
