@@ -1,36 +1,50 @@
-//! `fabricks build`: project → module → OCI image archive.
+//! `fabricks build`: project → programs → one OCI image archive each.
 
 use crate::cli::BuildArgs;
-use crate::compile::{self, Compiled};
+use crate::compile::{self, Compiled, Plan};
 use crate::oci_archive::PushableImage;
 use crate::progress::Step;
-use crate::project::{Mode, Project};
-use crate::toolchain::Target;
+use crate::toolchain::Output;
 use crate::{provenance, push};
 use anyhow::{ensure, Context, Result};
-use fabricks_image::{fabricks_listen, write_archive_file, ImageOptions, ListenSpec, Reference, WasmImage};
+use fabricks_image::{fabricks_listen, write_archive_file, ImageOptions, ListenSpec, Reference, RootFile, WasmImage};
 
 /// Image config label naming a reactor build.
 const MODE_LABEL: &str = "fabricks.io/mode";
 
 pub fn build(args: BuildArgs) -> Result<()> {
     // Settings are checked before the (slow) compile, so a typo fails at once.
-    let listen = listen_spec(&args)?;
-    let target = match (args.native, project(&args)?.mode(args.mode)) {
-        (true, _) => Target::Native,
-        (false, Mode::Command) => Target::Wasi,
-        (false, Mode::Reactor) => Target::Reactor,
+    let plan = compile::plan(&compile::Request {
+        dir: &args.dir,
+        native: args.native,
+        mode: args.mode,
+        packages: &args.packages,
+        ldflags: args.ldflags.as_deref(),
+        tags: &args.tags,
+    })?;
+    let listen = listen_spec(&args, &plan)?;
+    let programs = match (&args.output, &args.tag, &args.push) {
+        (None, None, None) => plan.programs()?,
+        _ => vec![plan.single("-o, -t and --push each name one image, so the build")?],
     };
-    let compiled = compile::compile(&args.dir, target)?;
-    let options = image_options(&args, &compiled, listen)?;
+    for program in &programs {
+        let compiled = plan.compile(program)?;
+        pack(&args, &compiled, listen.clone())?;
+    }
+    Ok(())
+}
+
+/// The image of one compiled program: written to its archive, pushed if asked.
+fn pack(args: &BuildArgs, compiled: &Compiled, listen: ListenSpec) -> Result<()> {
+    let options = image_options(args, compiled, listen)?;
     let output = match &args.output {
         Some(path) => path.clone(),
-        None => compiled.build_dir.join(format!("{}.tar", default_name(&compiled))),
+        None => compiled.build_dir.join(format!("{}.tar", default_name(compiled))),
     };
 
     let step = Step::start(format!("Packing {}", options.reference));
-    let module = std::fs::read(&compiled.module)
-        .with_context(|| format!("reading the compiled module {}", compiled.module.display()))?;
+    let module = std::fs::read(compiled.module())
+        .with_context(|| format!("reading the compiled module {}", compiled.module().display()))?;
     let image = WasmImage::build(&module, &options)?;
     write_archive_file(&image, &output)?;
     step.done(format!("Wrote {}", output.display()));
@@ -51,7 +65,7 @@ pub fn build(args: BuildArgs) -> Result<()> {
 }
 
 /// `--listen`, else `listen` of the project's fabricks.toml, else none.
-fn listen_spec(args: &BuildArgs) -> Result<ListenSpec> {
+fn listen_spec(args: &BuildArgs, plan: &Plan) -> Result<ListenSpec> {
     ensure!(
         !args.label.iter().any(|(key, _)| key == fabricks_listen::LABEL),
         "the label {} comes from the listen spec: give it as --listen SPEC (or `listen` in {}), \
@@ -59,22 +73,14 @@ fn listen_spec(args: &BuildArgs) -> Result<ListenSpec> {
         fabricks_listen::LABEL,
         crate::project::FILE
     );
-    project(args)?.listen_spec(&args.listen)
-}
-
-fn project(args: &BuildArgs) -> Result<Project> {
-    // A missing directory is left for compile to report.
-    match args.dir.is_dir() {
-        true => Project::load(&args.dir),
-        false => Ok(Project::default()),
-    }
+    plan.file.listen_spec(&args.listen)
 }
 
 /// `<dir name>` (wasm) or `<dir name>-native`: archive file names.
 fn default_name(compiled: &Compiled) -> String {
-    match compiled.target {
-        Target::Wasi | Target::Reactor => compiled.name.clone(),
-        Target::Native => format!("{}-native", compiled.name),
+    match compiled.target.is_native() {
+        false => compiled.name.clone(),
+        true => format!("{}-native", compiled.name),
     }
 }
 
@@ -83,9 +89,9 @@ fn default_name(compiled: &Compiled) -> String {
 fn default_reference(compiled: &Compiled) -> Result<Reference> {
     let reference = Reference::localhost(&compiled.name)
         .with_context(|| format!("naming the image after the directory {:?}", compiled.name))?;
-    Ok(match compiled.target {
-        Target::Wasi | Target::Reactor => reference,
-        Target::Native => format!("{}:native", reference.name()).parse()?,
+    Ok(match compiled.target.is_native() {
+        false => reference,
+        true => format!("{}:native", reference.name()).parse()?,
     })
 }
 
@@ -95,10 +101,14 @@ fn image_options(args: &BuildArgs, compiled: &Compiled, listen: ListenSpec) -> R
         (None, Some(push)) => push.parse().context("in --push")?,
         (None, None) => default_reference(compiled)?,
     };
-    let mut options = ImageOptions::new(reference, compiled.entrypoint());
+    let mut options = ImageOptions::new(reference, compiled.entry_path());
     options.layer = args.layer.into();
     options.env = args.env.clone();
-    if compiled.target == Target::Native {
+    if let Output::Bundle(bundle) = &compiled.output {
+        options.args = compiled.entry_args();
+        options.files = bundle_files(bundle, &compiled.entry_path())?;
+    }
+    if compiled.target.is_native() {
         options.platform = fabricks_image::host_platform();
         // A native program binds its own ports; the SDK reads them from here.
         if !listen.is_empty() {
@@ -106,7 +116,7 @@ fn image_options(args: &BuildArgs, compiled: &Compiled, listen: ListenSpec) -> R
         }
     }
     options.labels = args.label.iter().cloned().collect();
-    if compiled.target == Target::Reactor {
+    if compiled.target.mode() == crate::project::Mode::Reactor {
         // Informational: the shim tells a reactor by its exports.
         options.labels.insert(MODE_LABEL.to_owned(), "reactor".to_owned());
     }
@@ -117,4 +127,20 @@ fn image_options(args: &BuildArgs, compiled: &Compiled, listen: ListenSpec) -> R
     options.annotations = provenance::annotations(&args.dir, created);
     options.annotations.extend(args.annotation.iter().cloned());
     Ok(options)
+}
+
+/// A bundle's files but its entry (which the image takes as the module), at the image's
+/// root: the .NET runtime opens `/runtimeconfig.bin` and `managed/<App>.dll` relative to the
+/// guest's `/` (wasi-libc starts in `/`), so the bundle has to be the guest's `/`.
+fn bundle_files(bundle: &crate::toolchain::Bundle, entry_path: &str) -> Result<Vec<RootFile>> {
+    let mut files = Vec::new();
+    for file in bundle.files()? {
+        let path = format!("/{}", file.relative);
+        if path == entry_path {
+            continue;
+        }
+        let data = std::fs::read(&file.source).with_context(|| format!("reading {}", file.source.display()))?;
+        files.push(RootFile { path, data, mode: file.mode });
+    }
+    Ok(files)
 }

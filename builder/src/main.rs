@@ -1,4 +1,4 @@
-//! `fabricks`: builds Go (and later .NET) projects into WebAssembly OCI images
+//! `fabricks`: builds Go and .NET projects into WebAssembly OCI images
 //! for the Fabricks containerd shim, and runs them on the shim's engine.
 
 mod auth;
