@@ -207,7 +207,7 @@ pub fn check_machine(route: &Route, file: &ProjectFile, dir: &Path, tools: &dyn 
     if let Some(workload) = route.workload(sdk.major) {
         let installed = installed_workloads(dir, tools)?;
         ensure!(
-            installed.iter().any(|w| *w == workload),
+            installed.contains(&workload),
             "the {workload} workload (the SDK's WASI support for {}) is not installed in the .NET {} SDK{}: \
              run `dotnet workload install {workload}` (with sudo if the SDK is installed system-wide)",
             tfm.moniker,
