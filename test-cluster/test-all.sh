@@ -35,6 +35,8 @@ echo "== end to end: command modules"
 test-cluster/e2e.sh 1.6 2 2>&1 | tee "$log/e2e" || rc=1
 echo "== end to end: HTTP services"
 test-cluster/e2e-http.sh 1.6 2 2>&1 | tee -a "$log/e2e" || rc=1
+echo "== end to end: .NET (AppBundles; the .NET examples where dotnet with a WASI route is installed)"
+test-cluster/e2e-dotnet.sh 1.6 2 2>&1 | tee -a "$log/e2e" || rc=1
 echo "== end to end: registries"
 test-cluster/e2e-registry.sh 2>&1 | tee -a "$log/e2e" || rc=1
 # The short soak: 50 create/start/kill/delete cycles, counts before and after (bench/ has

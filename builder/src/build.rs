@@ -1,17 +1,17 @@
-//! `fabricks build`: a project (compiled here) or a prebuilt `.wasm` → a payload → an image →
-//! its destinations: the archive, and with `--push` a registry too, through one
-//! [`Publisher`].
+//! `fabricks build`: a project (its programs compiled here) or a prebuilt `.wasm` → a
+//! payload each → an image each → its destinations: the archive, and with `--push` a
+//! registry too, through one [`Publisher`].
 
 use crate::cli::BuildArgs;
-use crate::compile::{self, Compiled};
+use crate::compile::{self, Compiled, Plan};
 use crate::progress::Step;
 use crate::project::{Mode, Project};
 use crate::provenance;
 use crate::push::{PushReport, RegistryPublisher};
-use crate::toolchain::Target;
+use crate::toolchain::{Bundle, Output};
 use anyhow::{ensure, Context, Result};
 use fabricks_image::{
-    ArchiveFile, Destination, Image, ImageOptions, Payload, Published, Publisher, Reference, Tee, WasmKind,
+    ArchiveFile, Destination, Image, ImageOptions, Payload, Published, Publisher, Reference, Tee, Tree, WasmKind,
 };
 use fabricks_listen::ListenSpec;
 use std::collections::BTreeMap;
@@ -25,14 +25,16 @@ pub fn build(args: BuildArgs) -> Result<()> {
         Some(target) => Some(target.parse::<Reference>().context("in --push")?),
         None => None,
     };
-    let packed = pack(&args)?;
-    let output = args.output.clone().unwrap_or_else(|| packed.default_output.clone());
-    let mut destinations: Vec<Box<dyn Publisher>> = vec![Box::new(ArchiveFile::new(&output))];
-    if let Some(target) = push {
-        destinations.push(Box::new(RegistryPublisher::new(target, &args.registry)?));
+    for packed in pack(&args)? {
+        let output = args.output.clone().unwrap_or_else(|| packed.default_output.clone());
+        let mut destinations: Vec<Box<dyn Publisher>> = vec![Box::new(ArchiveFile::new(&output))];
+        if let Some(target) = &push {
+            destinations.push(Box::new(RegistryPublisher::new(target.clone(), &args.registry)?));
+        }
+        let published = Tee(destinations).publish(&packed.image)?;
+        report(&args, &packed.image, &published)?;
     }
-    let published = Tee(destinations).publish(&packed.image)?;
-    report(&args, &packed.image, &published)
+    Ok(())
 }
 
 /// An image `fabricks build` made, and where its archive goes unless `-o` says otherwise.
@@ -54,55 +56,97 @@ struct Packing {
     labels: BTreeMap<String, String>,
 }
 
-/// Settings first, compile (if any) second, so a typo fails before a slow build.
-fn pack(args: &BuildArgs) -> Result<Packed> {
-    let listen = listen_spec(args)?;
+/// Settings first, compiles (if any) second, so a typo fails before a slow build. One image
+/// per program (a Go module with several commands under ./cmd).
+fn pack(args: &BuildArgs) -> Result<Vec<Packed>> {
     let node_platforms = args.index.platforms()?;
-    let packing = match args.source.is_file() {
-        true => prebuilt(args, &args.source)?,
-        false => compiled(args)?,
+    let (packings, listen) = match args.source.is_file() {
+        true => (vec![prebuilt(args, &args.source)?], listen_spec(args, &project(args)?)?),
+        false => {
+            let plan = compile::plan(&compile::Request {
+                dir: &args.source,
+                native: args.native,
+                mode: args.mode,
+                packages: &args.packages,
+                ldflags: args.ldflags.as_deref(),
+                tags: &args.tags,
+            })?;
+            let listen = listen_spec(args, &plan.file)?;
+            (compiled(args, &plan)?, listen)
+        }
     };
-    let mut options = image_options(args, &packing, listen)?;
-    options.node_platforms = node_platforms;
-    let step = Step::start(format!("Packing {}", options.reference));
-    let image = Image::build(&packing.payload, &options)?;
-    step.done(format!("Packed {} ({})", options.reference, image.manifest_blob().digest()));
-    Ok(Packed { image, default_output: packing.default_output })
+    packings
+        .into_iter()
+        .map(|packing| {
+            let mut options = image_options(args, &packing, listen.clone())?;
+            options.node_platforms = node_platforms.clone();
+            let step = Step::start(format!("Packing {}", options.reference));
+            let image = Image::build(&packing.payload, &options)?;
+            step.done(format!("Packed {} ({})", options.reference, image.manifest_blob().digest()));
+            Ok(Packed { image, default_output: packing.default_output })
+        })
+        .collect()
 }
 
-/// A project directory: compiled for the target its flags and fabricks.toml ask for.
-fn compiled(args: &BuildArgs) -> Result<Packing> {
-    let target = match (args.native, project(args)?.mode(args.mode)) {
-        (true, _) => Target::Native,
-        (false, Mode::Command) => Target::Wasi,
-        (false, Mode::Reactor) => Target::Reactor,
+/// A project directory: every program the plan names, compiled for the target its flags
+/// and fabricks.toml ask for.
+fn compiled(args: &BuildArgs, plan: &Plan) -> Result<Vec<Packing>> {
+    let programs = match (&args.output, &args.tag, &args.push) {
+        (None, None, None) => plan.programs()?,
+        _ => vec![plan.single("-o, -t and --push each name one image, so the build")?],
     };
-    let compiled = compile::compile(&args.source, target)?;
-    let mut labels = BTreeMap::new();
-    if compiled.target == Target::Reactor {
-        // Informational: the shim tells a reactor by its exports.
-        labels.insert(MODE_LABEL.to_owned(), "reactor".to_owned());
+    let mut packings = Vec::new();
+    for program in &programs {
+        let compiled = plan.compile(program)?;
+        let mut labels = BTreeMap::new();
+        if compiled.target.mode() == Mode::Reactor {
+            // Informational: the shim tells a reactor by its exports.
+            labels.insert(MODE_LABEL.to_owned(), "reactor".to_owned());
+        }
+        let native = compiled.target.is_native();
+        let name = match native {
+            true => format!("{}-native", compiled.name),
+            false => compiled.name.clone(),
+        };
+        packings.push(Packing {
+            payload: payload(&compiled)?,
+            default_output: compiled.build_dir.join(format!("{name}.tar")),
+            name: compiled.name.clone(),
+            native,
+            provenance_dir: args.source.clone(),
+            labels,
+        });
     }
-    let native = compiled.target == Target::Native;
-    let name = match native {
-        true => format!("{}-native", compiled.name),
-        false => compiled.name.clone(),
-    };
-    Ok(Packing {
-        payload: payload(&compiled)?,
-        default_output: compiled.build_dir.join(format!("{name}.tar")),
-        name: compiled.name,
-        native,
-        provenance_dir: args.source.clone(),
-        labels,
-    })
+    Ok(packings)
 }
 
-/// What compile left, as the image carries it: the module at its entrypoint.
+/// What compile left, as the image carries it: the module at its entrypoint, or a bundle's
+/// files at the image's root.
 fn payload(compiled: &Compiled) -> Result<Payload> {
-    let module = std::fs::read(&compiled.module)
-        .with_context(|| format!("reading the compiled module {}", compiled.module.display()))?;
-    Ok(Payload::file(compiled.entrypoint(), module))
+    match &compiled.output {
+        Output::File(path) => {
+            let module =
+                std::fs::read(path).with_context(|| format!("reading the compiled module {}", path.display()))?;
+            Ok(Payload::file(compiled.entry_path(), module))
+        }
+        Output::Bundle(bundle) => bundle_payload(bundle, compiled),
+    }
+}
+
+/// A bundle at the image's root: the .NET runtime opens `/runtimeconfig.bin` and
+/// `managed/<App>.dll` relative to the guest's `/` (wasi-libc starts in `/`), so the bundle
+/// has to be the guest's `/`. Its fixed arguments (the app's name) follow the entry in
+/// `Entrypoint`, so a pod's `args` add to them rather than replace them.
+fn bundle_payload(bundle: &Bundle, compiled: &Compiled) -> Result<Payload> {
+    let mut tree = Tree::new();
+    let entry = compiled.entry_path();
+    for file in bundle.files()? {
+        let data = std::fs::read(&file.source).with_context(|| format!("reading {}", file.source.display()))?;
+        let executable = format!("/{}", file.relative) == entry || file.mode & 0o111 != 0;
+        tree.add_file(&file.relative, data, executable)?;
+    }
+    let entrypoint = std::iter::once(entry).chain(compiled.entry_args()).collect();
+    Ok(Payload::Tree { root: "/".into(), tree, entrypoint, args: Vec::new(), workdir: Some("/".into()) })
 }
 
 /// A wasm binary some other toolchain made: packed as it is, at `/<name>.wasm`.
@@ -134,7 +178,7 @@ fn prebuilt(args: &BuildArgs, file: &Path) -> Result<Packing> {
 }
 
 /// `--listen`, else `listen` of the project's fabricks.toml, else none.
-fn listen_spec(args: &BuildArgs) -> Result<ListenSpec> {
+fn listen_spec(args: &BuildArgs, file: &Project) -> Result<ListenSpec> {
     ensure!(
         !args.label.iter().any(|(key, _)| key == fabricks_listen::LABEL),
         "the label {} comes from the listen spec: give it as --listen SPEC (or `listen` in {}), \
@@ -142,7 +186,7 @@ fn listen_spec(args: &BuildArgs) -> Result<ListenSpec> {
         fabricks_listen::LABEL,
         crate::project::FILE
     );
-    project(args)?.listen_spec(&args.listen)
+    file.listen_spec(&args.listen)
 }
 
 fn project(args: &BuildArgs) -> Result<Project> {
@@ -246,10 +290,17 @@ mod tests {
         }
     }
 
+    /// A prebuilt file is one image.
+    fn pack_one(args: &BuildArgs) -> Result<Packed> {
+        let mut packed = pack(args)?;
+        assert_eq!(packed.len(), 1, "one image per prebuilt file");
+        Ok(packed.remove(0))
+    }
+
     #[test]
     fn a_prebuilt_component_is_packed_as_it_is_with_every_option() {
         let (_dir, file) = component_file();
-        let packed = pack(&args(&[
+        let packed = pack_one(&args(&[
             file.to_str().unwrap(),
             "--listen",
             "http=8080",
@@ -283,7 +334,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("app");
         std::fs::write(&file, b"\0asm\x01\0\0\0").unwrap();
-        let packed = pack(&args(&[file.to_str().unwrap(), "--layer", "wasm", "-t", "localhost/a:b"])).unwrap();
+        let packed = pack_one(&args(&[file.to_str().unwrap(), "--layer", "wasm", "-t", "localhost/a:b"])).unwrap();
         assert_eq!(packed.image.layers()[0].media_type().to_string(), "application/wasm");
         assert_eq!(packed.image.config().labels[fabricks_image::LABEL_WASM_KIND], "module");
         assert_eq!(packed.image.config().entrypoint, ["/app.wasm"]);
@@ -294,20 +345,20 @@ mod tests {
     fn a_file_that_is_not_wasm_or_flags_for_projects_are_refused() {
         let (_dir, file) = component_file();
         let file = file.to_str().unwrap();
-        let err = pack(&args(&[file, "--native"])).err().unwrap().to_string();
+        let err = pack_one(&args(&[file, "--native"])).err().unwrap().to_string();
         assert!(err.contains("built already"), "{err}");
-        let err = pack(&args(&[file, "--mode", "reactor"])).err().unwrap().to_string();
+        let err = pack_one(&args(&[file, "--mode", "reactor"])).err().unwrap().to_string();
         assert!(err.contains("--mode"), "{err}");
         let script = Path::new(file).with_file_name("run.sh");
         std::fs::write(&script, "#!/bin/sh\n").unwrap();
-        let err = pack(&args(&[script.to_str().unwrap()])).err().unwrap().to_string();
+        let err = pack_one(&args(&[script.to_str().unwrap()])).err().unwrap().to_string();
         assert!(err.contains("not a WebAssembly module or component"), "{err}");
     }
 
     #[test]
     fn one_image_goes_to_the_archive_and_the_registry_alike() {
         let (dir, file) = component_file();
-        let packed = pack(&args(&[file.to_str().unwrap()])).unwrap();
+        let packed = pack_one(&args(&[file.to_str().unwrap()])).unwrap();
         let archive = dir.path().join("out/image.tar");
         let recorded = Recorder::default();
         let seen = recorded.0.clone();

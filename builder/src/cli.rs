@@ -6,8 +6,8 @@ use fabricks_image::oci_spec::image::{Arch, Os, Platform, PlatformBuilder};
 use fabricks_image::LayerKind;
 use std::path::PathBuf;
 
-/// Build Go (and later .NET) projects, or any prebuilt .wasm, into WebAssembly OCI images for
-/// the Fabricks containerd shim, push them, and run them locally on the same engine.
+/// Build Go and .NET projects, or any prebuilt .wasm, into WebAssembly OCI images for the
+/// Fabricks containerd shim, push them, and run them locally on the same engine.
 #[derive(Debug, Parser)]
 #[command(name = "fabricks", version, propagate_version = true)]
 pub struct Cli {
@@ -118,11 +118,16 @@ fn parse_platform(text: &str) -> Result<Platform> {
 /// component built by any other toolchain.
 ///
 /// A directory is a project, detected from its files: `go.mod` means Go (built with
-/// `GOOS=wasip1 GOARCH=wasm go build -trimpath`); `*.csproj` means .NET, which lands in a
-/// later release. The module is built into DIR/.fabricks/ (which carries its own .gitignore);
-/// the image holds it at /<dir name>.wasm as its entrypoint. DIR/fabricks.toml, if present,
-/// declares what the project needs without flags: `listen = "http=8080"` (a --listen flag
-/// replaces it).
+/// `GOOS=wasip1 GOARCH=wasm go build -trimpath`; DIR may be any package directory of the
+/// module); one `*.csproj` means .NET (`dotnet publish -c Release -r wasi-wasm`, with the
+/// wasi-experimental workload or componentize-dotnet); a directory with `dotnet.wasm` and
+/// `managed/` is an AppBundle that was already published, packed as it is. The module is built
+/// into DIR/.fabricks/ (which carries its own .gitignore); the image holds it at /<name>.wasm
+/// as its entrypoint (an AppBundle: its files at the image's root, entrypoint
+/// `/dotnet.wasm <App>`). A Go module builds the main package at its root, else every main
+/// package under ./cmd/ (one image each, named after the package directory), unless PACKAGE
+/// arguments name them. DIR/fabricks.toml, if present, declares what the project needs without
+/// flags: `listen = "http=8080"`, `mode`, `package`, `ldflags`, `tags` (the flags replace them).
 ///
 /// A file is a prebuilt wasm binary (a preview-1 module or a preview-2 component, e.g. from
 /// componentize-py, jco, cargo component, TinyGo): it is packed as it is, at /<file name>
@@ -138,7 +143,22 @@ pub struct BuildArgs {
     #[arg(default_value = ".", value_name = "DIR|FILE.wasm")]
     pub source: PathBuf,
 
-    /// Where to write the OCI image-layout archive [default: DIR/.fabricks/<dir name>.tar,
+    /// Go main packages to build, each into its own image: `./cmd/server`,
+    /// `server` (for ./cmd/server), an import path, or `./cmd/...`
+    /// [default: `package` of fabricks.toml, else the package at DIR, else ./cmd/*].
+    #[arg(value_name = "PACKAGE")]
+    pub packages: Vec<String>,
+
+    /// Go: `go build -ldflags`, e.g. '-s -w -X main.version=1.2.3' [default: `ldflags` of fabricks.toml].
+    #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
+    pub ldflags: Option<String>,
+
+    /// Go: build tags, comma-separated or repeated [default: `tags` of fabricks.toml]. GOFLAGS
+    /// in the environment applies as for `go build`.
+    #[arg(long = "tags", value_name = "TAG,…")]
+    pub tags: Vec<String>,
+
+    /// Where to write the OCI image-layout archive [default: DIR/.fabricks/<name>.tar,
     /// or NAME.tar beside FILE.wasm].
     #[arg(short, long, value_name = "IMAGE.tar")]
     pub output: Option<PathBuf>,
@@ -253,6 +273,10 @@ pub struct RunArgs {
     /// down and let it finish by itself.
     #[arg(long, value_name = "SPEC")]
     pub listen: Vec<String>,
+
+    /// For a Go module holding several programs: the main package to run.
+    #[arg(long, value_name = "PACKAGE")]
+    pub package: Option<String>,
 
     /// For a project directory: build it as a `command` or a `reactor` [default:
     /// `mode` of DIR/fabricks.toml, else command]. A reactor module (found by its

@@ -4,8 +4,12 @@
 //! ```toml
 //! listen = "http=8080"          # the listen spec, as for --listen
 //! mode = "reactor"              # build a reactor (the host calls the handler), as for --mode
+//! package = "./cmd/server"      # Go: the main package(s) to build, as for PACKAGE (or a list)
+//! ldflags = "-s -w"             # Go: `go build -ldflags`, as for --ldflags
+//! tags = ["netgo"]              # Go: build tags, as for --tags (or "a,b")
 //! ```
 
+use crate::toolchain::Settings;
 use anyhow::{Context, Result};
 use fabricks_listen::ListenSpec;
 use serde::Deserialize;
@@ -24,6 +28,30 @@ pub struct ProjectFile {
     pub listen: Option<String>,
     /// How the program is built and run, see [`Mode`].
     pub mode: Option<Mode>,
+    /// Go: the main package(s) to build when no PACKAGE argument is given.
+    pub package: Option<OneOrMany>,
+    /// Go: `-ldflags` when --ldflags is not given.
+    pub ldflags: Option<String>,
+    /// Go: build tags when --tags is not given.
+    pub tags: Option<OneOrMany>,
+}
+
+/// A string or a list of strings; a string may list several, comma-separated (as `-tags` does).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> Vec<String> {
+        let all: Vec<&str> = match self {
+            OneOrMany::One(one) => one.split(',').collect(),
+            OneOrMany::Many(many) => many.iter().flat_map(|m| m.split(',')).collect(),
+        };
+        all.into_iter().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    }
 }
 
 /// How a wasm program serves: its own main loop, or called by the host per request.
@@ -62,6 +90,20 @@ impl Project {
     /// `--mode` if given, else the file's `mode`, else command.
     pub fn mode(&self, flag: Option<Mode>) -> Mode {
         flag.or(self.file.mode).unwrap_or_default()
+    }
+
+    /// What the build is asked beyond its target: flags win over the file, each setting
+    /// on its own (PACKAGE arguments replace `package`, --tags replaces `tags`…).
+    pub fn settings(&self, packages: &[String], ldflags: Option<&str>, tags: &[String]) -> Settings {
+        let or_file = |given: &[String], file: &Option<OneOrMany>| match given.is_empty() {
+            false => OneOrMany::Many(given.to_vec()).items(),
+            true => file.as_ref().map(OneOrMany::items).unwrap_or_default(),
+        };
+        Settings {
+            packages: or_file(packages, &self.file.package),
+            ldflags: ldflags.map(str::to_owned).or_else(|| self.file.ldflags.clone()),
+            tags: or_file(tags, &self.file.tags),
+        }
     }
 
     /// The listen spec: `--listen` values if any were given (all of them, as
@@ -149,6 +191,25 @@ mod tests {
         assert_eq!(project("").mode(None), Mode::Command);
         let err = parse("mode = \"reacter\"").unwrap_err().to_string();
         assert!(err.contains("reacter"), "{err}");
+    }
+
+    #[test]
+    fn go_settings_come_from_the_flags_else_the_file() {
+        let file = project("package = \"./cmd/server\"\nldflags = \"-s -w\"\ntags = [\"netgo\", \"a,b\"]\n");
+        let settings = file.settings(&[], None, &[]);
+        assert_eq!(settings.packages, ["./cmd/server"]);
+        assert_eq!(settings.ldflags.as_deref(), Some("-s -w"));
+        assert_eq!(settings.tags, ["netgo", "a", "b"]);
+        let flagged = file.settings(&["./cmd/cli".into()], Some("-X main.v=1"), &["x,y".into()]);
+        assert_eq!(flagged.packages, ["./cmd/cli"]);
+        assert_eq!(flagged.ldflags.as_deref(), Some("-X main.v=1"));
+        assert_eq!(flagged.tags, ["x", "y"]);
+        let list = project("package = [\"./cmd/a\", \"./cmd/b\"]\ntags = \"netgo,osusergo\"\n");
+        assert_eq!(list.settings(&[], None, &[]).packages, ["./cmd/a", "./cmd/b"]);
+        assert_eq!(list.settings(&[], None, &[]).tags, ["netgo", "osusergo"]);
+        assert_eq!(Project::default().settings(&[], None, &[]), Settings::default());
+        let err = parse("package = 3").unwrap_err().to_string();
+        assert!(err.contains("package"), "{err}");
     }
 
     #[test]

@@ -3,9 +3,8 @@
 use crate::cli::RunArgs;
 use crate::compile;
 use crate::progress::Step;
-use crate::project::{Mode, Project};
+use crate::project::Project;
 use crate::signals;
-use crate::toolchain::Target;
 use anyhow::{bail, ensure, Context, Result};
 use fabricks_engine::{Command, Compiler, Engine, EngineOptions, ModuleKind, Preopen, Socket, Stdio, Stopper};
 use fabricks_listen::ListenSpec;
@@ -19,21 +18,26 @@ pub fn run(args: RunArgs) -> Result<i32> {
             let step = Step::start(format!("Pulling {reference}"));
             let pulled = crate::pull::pull_module(&reference, &args.registry, &pulled_dir()?)?;
             step.done(format!("Pulled {reference}"));
-            (pulled.path, pulled.entrypoint)
+            (pulled.path, Runnable { argv: vec![pulled.entrypoint], root: None })
         }
-        None => module_for(&args.target, args.mode)?,
+        None => module_for(&args)?,
     };
     let engine = Engine::new(EngineOptions { cache_dir: cache_dir()?, compiler: Compiler::InProcess })?;
     let module = load(&engine, &path)?;
 
-    let mut argv = vec![program];
+    let mut argv = program.argv;
     argv.extend(args.args);
+    // A bundle is the guest's `/`, as in its image; the --dir directories come after it.
+    let mut dirs: Vec<Preopen> = program.root.into_iter().map(|host| Preopen { host, guest: "/".into() }).collect();
+    for spec in &args.dir {
+        dirs.push(preopen(spec)?);
+    }
     let command = Command {
         args: argv,
         entry: None,
         env: environment(&args.env)?,
         cwd: args.cwd,
-        dirs: args.dir.iter().map(|spec| preopen(spec)).collect::<Result<_>>()?,
+        dirs,
         sockets: bind(&listen)?,
         stdin: Stdio::Inherit,
         stdout: Stdio::Inherit,
@@ -148,24 +152,36 @@ fn bind(listen: &ListenSpec) -> Result<Vec<Socket>> {
         .collect()
 }
 
-/// The module to run and its argv[0]: a project's module is called by its
-/// image entrypoint, as under the shim; a file by the path it was given as.
-fn module_for(target: &Path, mode: Option<Mode>) -> Result<(PathBuf, String)> {
+/// How a module starts: the image's `Entrypoint` (argv[0] and what follows it), and the
+/// directory that is the guest's `/` for a bundle.
+struct Runnable {
+    argv: Vec<String>,
+    root: Option<PathBuf>,
+}
+
+/// The module to run and how: a project's module is called by its image entrypoint,
+/// as under the shim; a file by the path it was given as.
+fn module_for(args: &RunArgs) -> Result<(PathBuf, Runnable)> {
+    let target = &args.target;
     if target.is_dir() {
-        let wasm = match Project::load(target)?.mode(mode) {
-            Mode::Command => Target::Wasi,
-            Mode::Reactor => Target::Reactor,
-        };
-        let compiled = compile::compile(target, wasm)?;
-        let program = compiled.entrypoint();
-        return Ok((compiled.module, program));
+        let plan = compile::plan(&compile::Request {
+            mode: args.mode,
+            packages: args.package.as_slice(),
+            ..compile::Request::new(target)
+        })?;
+        let program = plan.single("`fabricks run`")?;
+        let compiled = plan.compile(&program)?;
+        let mut argv = vec![compiled.entry_path()];
+        argv.extend(compiled.entry_args());
+        let root = compiled.bundle().map(|b| b.dir.clone());
+        return Ok((compiled.module(), Runnable { argv, root }));
     }
     ensure!(
         target.is_file(),
         "{} does not exist; give a project directory or a compiled .wasm module",
         target.display()
     );
-    Ok((target.to_owned(), target.display().to_string()))
+    Ok((target.to_owned(), Runnable { argv: vec![target.display().to_string()], root: None }))
 }
 
 fn load(engine: &Engine, path: &Path) -> Result<fabricks_engine::Module> {

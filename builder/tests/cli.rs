@@ -109,13 +109,229 @@ fn runs_the_built_module(module: &Path) {
     assert!(stdout.contains("GREETING: hi there"), "{stdout}");
 }
 
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").canonicalize().unwrap()
+}
+
+/// A copy of an example, so that builds write into a private .fabricks/.
+fn copy_example(name: &str, into: &Path) -> PathBuf {
+    let to = into.join(name);
+    let status = Command::new("cp").arg("-r").arg(examples().join(name)).arg(&to).status().unwrap();
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(to.join(".fabricks"));
+    to
+}
+
 #[test]
-fn a_dotnet_project_is_recognised_but_not_built_yet() {
+fn dotnet_hello_without_dotnet_names_the_sdk_its_install_and_the_route() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("Hello.csproj"), "<Project Sdk=\"Microsoft.NET.Sdk\" />\n").unwrap();
+    let hello = copy_example("dotnet-hello", dir.path());
+    let empty_path = tempfile::tempdir().unwrap();
+    let output = fabricks().env("PATH", empty_path.path()).arg("build").arg(&hello).output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    for expected in [
+        "`dotnet` is not on PATH",
+        "net8.0 with the wasi-experimental workload: a WASI preview-1 module with its AppBundle",
+        "the .NET 8 SDK",
+        "dotnet-install.sh",
+        "dotnet workload install wasi-experimental",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} missing from: {stderr}");
+    }
+    assert!(!hello.join(".fabricks").exists(), "nothing was built");
+}
+
+#[test]
+fn a_net9_project_is_told_that_dotnet_9_has_no_wasi_support() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = copy_example("dotnet-hello", dir.path());
+    let csproj = hello.join("DotnetHello.csproj");
+    let text9 = std::fs::read_to_string(&csproj).unwrap().replace(">net8.0<", ">net9.0<");
+    std::fs::write(&csproj, text9).unwrap();
+    let output = fabricks().arg("build").arg(&hello).output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("net9.0: .NET 9 has no WASI support"), "{stderr}");
+}
+
+#[test]
+fn dotnet_refuses_reactor_mode_and_native_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = copy_example("dotnet-hello", dir.path());
+    for (flag, expected) in [("--native", "no native .NET build"), ("--mode=reactor", "drop --mode reactor")] {
+        let output = fabricks().arg("build").arg(&hello).arg(flag).output().unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{flag}: {stderr}");
+        assert!(stderr.contains(expected), "{flag}: {stderr}");
+    }
+}
+
+#[test]
+fn two_csproj_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("One.csproj"), "<Project />").unwrap();
+    std::fs::write(dir.path().join("Two.csproj"), "<Project />").unwrap();
     let output = fabricks().arg("build").arg(dir.path()).output().unwrap();
+    let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1));
-    assert!(text(&output.stderr).contains(".NET support lands in a later release"), "{}", text(&output.stderr));
+    assert!(stderr.contains("holds 2 project files (One.csproj, Two.csproj)"), "{stderr}");
+}
+
+/// A directory laid out like a published .NET AppBundle whose `dotnet.wasm` is the bundle
+/// probe (test-cluster/bundle-probe, a Go wasip1 program that opens the files the .NET
+/// runtime opens).
+fn probe_bundle(dir: &Path) -> PathBuf {
+    let bundle = dir.join("AppBundle");
+    std::fs::create_dir_all(bundle.join("managed")).unwrap();
+    let probe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../test-cluster/bundle-probe");
+    let status = Command::new("go")
+        .args(["build", "-trimpath", "-o"])
+        .arg(bundle.join("dotnet.wasm"))
+        .arg(".")
+        .env("GOOS", "wasip1")
+        .env("GOARCH", "wasm")
+        .current_dir(probe)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(bundle.join("managed/Probe.dll"), "MZ").unwrap();
+    std::fs::write(bundle.join("managed/System.Runtime.dll"), "MZ").unwrap();
+    std::fs::write(bundle.join("Probe.runtimeconfig.json"), "{}").unwrap();
+    std::fs::write(bundle.join("runtimeconfig.bin"), "\x01").unwrap();
+    std::fs::write(bundle.join("icudt.dat"), "icu").unwrap();
+    bundle
+}
+
+/// Every file of the image's layer by path.
+fn layer_files(archive: &Path) -> HashMap<String, Vec<u8>> {
+    let files = archive_files(archive);
+    let index: Value = serde_json::from_slice(&files["index.json"]).unwrap();
+    let manifest: Value = serde_json::from_slice(blob(&files, &index["manifests"][0]["digest"])).unwrap();
+    let mut layer_tar = Vec::new();
+    flate2::read::GzDecoder::new(blob(&files, &manifest["layers"][0]["digest"])).read_to_end(&mut layer_tar).unwrap();
+    let mut entries = tar::Archive::new(layer_tar.as_slice());
+    let mut layer = HashMap::new();
+    for entry in entries.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        layer.insert(entry.path().unwrap().to_string_lossy().into_owned(), data);
+    }
+    layer
+}
+
+#[test]
+fn an_app_bundle_is_packed_at_the_image_root_and_runs_seeing_its_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = probe_bundle(dir.path());
+    let archive = dir.path().join("bundle.tar");
+    let output = succeed(fabricks().arg("build").arg(&bundle).arg("-o").arg(&archive));
+    assert!(text(&output.stdout).contains("localhost/probe:latest"), "named after the app: {}", text(&output.stdout));
+
+    let config = image_config(&archive);
+    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/dotnet.wasm", "Probe"]));
+    let layer = layer_files(&archive);
+    for path in ["dotnet.wasm", "managed/", "managed/Probe.dll", "Probe.runtimeconfig.json", "runtimeconfig.bin"] {
+        assert!(layer.contains_key(path), "{path} missing from the layer: {:?}", layer.keys());
+    }
+    assert!(layer["dotnet.wasm"].starts_with(b"\0asm"));
+    assert!(!layer.keys().any(|k| k.starts_with(".fabricks")), "the build directory was packed: {:?}", layer.keys());
+
+    let cache = tempfile::tempdir().unwrap();
+    let output = fabricks()
+        .env("XDG_CACHE_HOME", cache.path())
+        .arg("run")
+        .arg(&bundle)
+        .args(["--", "a", "b c"])
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", text(&output.stderr));
+    assert!(stdout.contains("bundle-probe: app Probe, args [\"a\" \"b c\"]"), "{stdout}");
+    assert!(stdout.contains("read /runtimeconfig.bin"), "{stdout}");
+    assert!(stdout.contains("read /managed/Probe.dll"), "{stdout}");
+    assert!(stdout.contains("the bundle is visible as the .NET runtime needs it"), "{stdout}");
+}
+
+/// A module with no main package at its root and two commands under ./cmd, the layout of
+/// most Go CLIs, sharing an internal package.
+fn commands_module(dir: &Path) -> PathBuf {
+    let module = dir.join("tools");
+    let files = [
+        ("go.mod", "module example.com/tools\n\ngo 1.24\n"),
+        ("internal/greet/greet.go", "package greet\n\nfunc Line(who string) string { return \"hello from \" + who }\n"),
+        (
+            "cmd/hello/main.go",
+            "package main\n\nimport (\n\t\"fmt\"\n\t\"example.com/tools/internal/greet\"\n)\n\n\
+             var version = \"dev\"\n\nfunc main() { fmt.Println(greet.Line(\"cmd/hello\"), version) }\n",
+        ),
+        ("cmd/bye/main.go", "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"bye\") }\n"),
+    ];
+    for (path, text) in files {
+        let file = module.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    }
+    module
+}
+
+#[test]
+fn commands_under_cmd_build_one_image_each_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = commands_module(dir.path());
+
+    let output = succeed(fabricks().arg("build").arg(&module));
+    let stdout = text(&output.stdout);
+    for name in ["hello", "bye"] {
+        assert!(stdout.contains(&format!("image:  localhost/{name}:latest")), "{stdout}");
+        let config = image_config(&module.join(format!(".fabricks/{name}.tar")));
+        assert_eq!(config["config"]["Entrypoint"], serde_json::json!([format!("/{name}.wasm")]));
+    }
+
+    // -o names one image: with two programs it needs a PACKAGE.
+    let output = fabricks().arg("build").arg(&module).arg("-o").arg(dir.path().join("x.tar")).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("holds 2 programs (./cmd/bye, ./cmd/hello)"), "{}", text(&output.stderr));
+
+    // One chosen by name, with -ldflags as `go build` takes it; from a package directory too.
+    let archive = dir.path().join("hello.tar");
+    succeed(
+        fabricks()
+            .arg("build")
+            .arg(&module)
+            .arg("hello")
+            .arg("-o")
+            .arg(&archive)
+            .arg("--ldflags=-X main.version=1.2.3"),
+    );
+    assert!(contains(&layer_files(&archive)["hello.wasm"], b"1.2.3"), "-X did not reach the module");
+    let output = succeed(fabricks().arg("build").arg(module.join("cmd/bye")).arg("-o").arg(dir.path().join("bye.tar")));
+    assert!(text(&output.stdout).contains("localhost/bye:latest"), "{}", text(&output.stdout));
+
+    // `package` and `ldflags` of fabricks.toml when no flag says otherwise.
+    std::fs::write(module.join("fabricks.toml"), "package = \"./cmd/hello\"\nldflags = \"-X main.version=4.5.6\"\n")
+        .unwrap();
+    let output = succeed(fabricks().arg("build").arg(&module));
+    assert!(text(&output.stdout).contains("localhost/hello:latest"), "{}", text(&output.stdout));
+    assert!(contains(&layer_files(&module.join(".fabricks/hello.tar"))["hello.wasm"], b"4.5.6"));
+
+    // The module of that image, as built into the build directory, runs.
+    std::fs::remove_file(module.join("fabricks.toml")).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let output = fabricks()
+        .env("XDG_CACHE_HOME", cache.path())
+        .arg("run")
+        .arg(&module)
+        .args(["--package", "./cmd/hello"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "hello from cmd/hello dev\n");
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[test]
