@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# The Kubernetes node VM: a Debian 12 guest with systemd, cgroup v2, containerd 2.x, runc and a
+# CNI bridge, booted with qemu (KVM, else TCG). Run without arguments for usage.
+#
+# The image is built from Debian's packages (debootstrap, linux-image-amd64) plus the harness's
+# containerd, and cached under $FABRICKS_VM_CACHE keyed by a hash of everything that goes into
+# it. A running VM lives in $FABRICKS_VM_DIR: its disk is a qcow2 overlay over the cached image
+# (the image itself is never written), qemu's pid, serial log and forwarded ports; `down` powers
+# the guest off and removes all of it. The host gets in over ssh (a key made with the image) on
+# a forwarded 127.0.0.1 port; the guest reaches nothing but what qemu forwards to it (restrict=on):
+# the host's registry as 10.0.2.100:5000.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TC=$(dirname "$HERE")
+TOOLS=${FABRICKS_TOOLS:-$HOME/.cache/fabricks/tools}
+CACHE=${FABRICKS_VM_CACHE:-$HOME/.cache/fabricks/vm}
+RUN=$(realpath -m "${FABRICKS_VM_DIR:-/tmp/fabricks-vm}")
+readonly CTRD2_VERSION=2.4.2 # the harness's (harness.sh builds it into $TOOLS)
+CTRD2_BIN=$TOOLS/containerd-$CTRD2_VERSION/bin
+# Guest side of the registry forward: qemu relays connections to it to the host's registry.
+readonly GUEST_REGISTRY=10.0.2.100:5000
+MEM=${FABRICKS_VM_MEMORY:-4096} CPUS=${FABRICKS_VM_CPUS:-2}
+
+usage() {
+	cat <<EOF
+usage: $0 COMMAND [ARGS...]
+  install            apt packages: qemu-system-x86, qemu-utils, debootstrap, netcat-openbsd; containerd $CTRD2_VERSION (harness)
+  image              build the image unless cached; prints its directory
+  up [PORT...]       boot a VM from the image in \$FABRICKS_VM_DIR ($RUN); each PORT (a guest TCP
+                     port) is forwarded from a free 127.0.0.1 port (22 always is); waits for ssh
+                     \$FABRICKS_VM_REGISTRY=HOST:PORT: the host registry the guest sees as $GUEST_REGISTRY
+  port GUESTPORT     the host port forwarded to GUESTPORT
+  ssh [CMD...]       run CMD in the guest as root (a login shell without CMD)
+  push SRC... DEST   copy host files/dirs into guest dir DEST (tar over ssh)
+  env                shell exports: FABRICKS_VM_SSH_PORT, FABRICKS_VM_DIR
+  down               power the guest off (qemu killed if it does not stop), remove the run dir
+  status             exit 0 if the VM of \$FABRICKS_VM_DIR runs
+  leftovers          print our qemu, run dir and listening forwards still present; exit 1 if any
+EOF
+	exit 2
+}
+
+die() {
+	echo "vm: $*" >&2
+	exit 1
+}
+log() { echo "vm: $*" >&2; }
+
+quiet() {
+	local out rc=0
+	out=$(mktemp)
+	"$@" >"$out" 2>&1 || rc=$?
+	((rc == 0)) || tail -n 40 "$out" >&2
+	rm -f "$out"
+	return "$rc"
+}
+
+apt_install() {
+	local p missing=()
+	for p; do
+		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q ' installed$' || missing+=("$p")
+	done
+	((${#missing[@]})) || return 0
+	export DEBIAN_FRONTEND=noninteractive
+	quiet apt-get update
+	quiet apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+cmd_install() {
+	apt_install qemu-system-x86 qemu-utils debootstrap netcat-openbsd e2fsprogs openssh-client musl-tools gcc libc6-dev
+	[[ -x $CTRD2_BIN/containerd ]] || "$TC/harness.sh" install 2
+}
+
+# --- the image ---------------------------------------------------------------------------
+
+# The cache key: the image builder, the pause source and the containerd binaries that go in.
+image_key() {
+	{
+		cat "$HERE/image.sh" "$TC/images/pause.c"
+		echo "${FABRICKS_VM_MIRROR:-}"
+		sha256sum "$CTRD2_BIN"/{containerd,ctr,containerd-shim-runc-v2} | cut -d' ' -f1
+	} | sha256sum | cut -c1-16
+}
+
+image_dir() { echo "$CACHE/debian12-$(image_key)"; }
+
+cmd_image() {
+	local dir
+	[[ -x $CTRD2_BIN/containerd ]] || die "no containerd $CTRD2_VERSION in $CTRD2_BIN: run $0 install"
+	dir=$(image_dir)
+	mkdir -p "$CACHE"
+	# One build at a time (test-all.sh starts one early in the background; the suite's waits).
+	exec 9>"$CACHE/.lock"
+	flock 9
+	if [[ -e $dir/.complete ]]; then
+		exec 9>&-
+		echo "$dir"
+		return
+	fi
+	command -v debootstrap >/dev/null || die "no debootstrap: run $0 install"
+	rm -rf "$dir.partial"
+	mkdir -p "$dir.partial"
+	"$HERE/image.sh" "$dir.partial"
+	: >"$dir.partial/.complete"
+	rm -rf "$dir"
+	mv "$dir.partial" "$dir"
+	# Older images of other keys are garbage.
+	find "$CACHE" -mindepth 1 -maxdepth 1 -name 'debian12-*' ! -path "$dir" -exec rm -rf {} +
+	exec 9>&- # qemu must not inherit the lock
+	echo "$dir"
+}
+
+# --- a running VM ------------------------------------------------------------------------
+
+# Prints qemu's pid if the recorded one is still our qemu (its -name names our run dir).
+qemu_pid() {
+	local pid cmd
+	pid=$(cat "$RUN/qemu.pid" 2>/dev/null) || return 1
+	cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+	[[ $cmd == *"-name fabricks-vm,debug-threads=on -pidfile $RUN/qemu.pid "* ]] && echo "$pid"
+}
+
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+ssh_opts() {
+	local img
+	img=$(cat "$RUN/image")
+	SSH_OPTS=(-i "$img/id_ed25519" -o IdentitiesOnly=yes -o UserKnownHostsFile="$img/known_hosts"
+		-o HostKeyAlias=fabricks-vm -o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR
+		-o ConnectTimeout=5 -o ServerAliveInterval=5 -o ServerAliveCountMax=6 -p "$(cmd_port 22)")
+}
+
+cmd_port() {
+	awk -v g="$1" '$1 == g { print $2; found = 1 } END { exit !found }' "$RUN/ports" 2>/dev/null ||
+		die "guest port $1 is not forwarded (or no VM in $RUN)"
+}
+
+cmd_ssh() {
+	ssh_opts
+	if (($#)); then
+		ssh "${SSH_OPTS[@]}" root@127.0.0.1 -- "$@"
+	else
+		ssh -t "${SSH_OPTS[@]}" root@127.0.0.1
+	fi
+}
+
+cmd_push() {
+	(($# >= 2)) || usage
+	local dest=${!#} srcs=("${@:1:$#-1}") s args=()
+	for s in "${srcs[@]}"; do args+=(-C "$(dirname "$s")" "$(basename "$s")"); done
+	tar -c "${args[@]}" | cmd_ssh "mkdir -p '$dest' && tar -x --no-same-owner -C '$dest'"
+}
+
+cmd_up() {
+	local img accel=() port guest fwd="" kvm=1 t0=$SECONDS p
+	if qemu_pid >/dev/null; then die "a VM already runs in $RUN: $0 down first"; fi
+	rm -rf "$RUN"
+	mkdir -p "$RUN"
+	img=$(cmd_image)
+	echo "$img" >"$RUN/image"
+	case ${FABRICKS_VM_ACCEL:-auto} in
+	auto) [[ -r /dev/kvm && -w /dev/kvm ]] || kvm=0 ;;
+	kvm) ;;
+	tcg) kvm=0 ;;
+	*) die "FABRICKS_VM_ACCEL must be auto, kvm or tcg" ;;
+	esac
+	if ((kvm)); then
+		accel=(-accel kvm -cpu host)
+	else
+		log "WARNING: booting with TCG (software emulation; no usable /dev/kvm, or FABRICKS_VM_ACCEL=tcg): everything is much slower"
+		accel=(-accel "tcg,thread=multi" -cpu max)
+	fi
+	for guest in 22 "$@"; do
+		[[ $guest =~ ^[0-9]+$ ]] || die "not a port: $guest"
+		port=$(free_port)
+		echo "$guest $port" >>"$RUN/ports"
+		fwd+=",hostfwd=tcp:127.0.0.1:$port-:$guest"
+	done
+	if [[ -n ${FABRICKS_VM_REGISTRY:-} ]]; then
+		# A connection to the guest-side address runs nc to the host's registry (restrict=on
+		# allows only such explicit forwards).
+		fwd+=",guestfwd=tcp:$GUEST_REGISTRY-cmd:nc ${FABRICKS_VM_REGISTRY%:*} ${FABRICKS_VM_REGISTRY##*:}"
+	fi
+	qemu-img create -q -f qcow2 -b "$img/rootfs.img" -F raw "$RUN/disk.qcow2"
+	qemu-system-x86_64 -name fabricks-vm,debug-threads=on -pidfile "$RUN/qemu.pid" -daemonize \
+		"${accel[@]}" -machine q35 -smp "$CPUS" -m "$MEM" \
+		-kernel "$img/vmlinuz" -initrd "$img/initrd.img" \
+		-append "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.unified_cgroup_hierarchy=1 quiet" \
+		-drive "file=$RUN/disk.qcow2,if=virtio,format=qcow2,discard=unmap" \
+		-netdev "user,id=n0,restrict=on$fwd" -device virtio-net-pci,netdev=n0 \
+		-device virtio-rng-pci -display none -vga none \
+		-serial "file:$RUN/serial.log" -monitor "unix:$RUN/monitor.sock,server,nowait" ||
+		die "qemu did not start"
+	p=$(qemu_pid) || die "qemu exited at once (see $RUN/serial.log)"
+	log "qemu pid $p ($( ((kvm)) && echo KVM || echo TCG)), ssh on 127.0.0.1:$(cmd_port 22)"
+	for _ in $(seq 1 $((kvm ? 120 : 600))); do
+		if cmd_ssh true 2>/dev/null; then
+			log "guest answers ssh after $((SECONDS - t0)) s"
+			return 0
+		fi
+		qemu_pid >/dev/null || break
+		sleep 1
+	done
+	tail -n 30 "$RUN/serial.log" >&2 || true
+	cmd_down
+	die "the guest did not answer ssh (serial console above)"
+}
+
+cmd_down() {
+	local pid
+	if pid=$(qemu_pid); then
+		# An orderly poweroff first (systemd stops kubelet, containerd and the pods), then ACPI,
+		# then the kill.
+		timeout 30 "$0" ssh systemctl poweroff >/dev/null 2>&1 || true
+		for _ in $(seq 1 60); do
+			kill -0 "$pid" 2>/dev/null || break
+			if ((_ == 30)); then echo system_powerdown | nc -q1 -U "$RUN/monitor.sock" >/dev/null 2>&1 || true; fi
+			sleep 1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			log "the guest did not power off in 60 s: killing qemu $pid"
+			kill "$pid"
+			sleep 1
+			kill -9 "$pid" 2>/dev/null || true
+		fi
+	fi
+	rm -rf "$RUN"
+}
+
+cmd_status() { qemu_pid >/dev/null; }
+
+cmd_env() {
+	echo "export FABRICKS_VM_DIR=$RUN"
+	echo "export FABRICKS_VM_SSH_PORT=$(cmd_port 22)"
+}
+
+cmd_leftovers() {
+	local found=0 p cmd
+	for p in /proc/[0-9]*; do
+		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
+		if [[ $cmd == qemu-system-x86_64\ * && $cmd == *"-pidfile $RUN/qemu.pid "* ]]; then
+			echo "qemu pid ${p#/proc/}"
+			found=1
+		fi
+	done
+	if [[ -e $RUN ]]; then
+		echo "run dir $RUN"
+		found=1
+	fi
+	((!found))
+}
+
+cmd=${1:-}
+[[ -n $cmd ]] || usage
+shift
+case $cmd in
+install) cmd_install ;;
+image) cmd_image ;;
+up) cmd_up "$@" ;;
+port) cmd_port "${1:?usage: port GUESTPORT}" ;;
+ssh) cmd_ssh "$@" ;;
+push) cmd_push "$@" ;;
+env) cmd_env ;;
+down) cmd_down ;;
+status) cmd_status ;;
+leftovers) cmd_leftovers ;;
+*) usage ;;
+esac
