@@ -30,6 +30,8 @@ usage: $0 COMMAND [ARGS...]
   up [PORT...]       boot a VM from the image in \$FABRICKS_VM_DIR ($RUN); each PORT (a guest TCP
                      port) is forwarded from a free 127.0.0.1 port (22 always is); waits for ssh
                      \$FABRICKS_VM_REGISTRY=HOST:PORT: the host registry the guest sees as $GUEST_REGISTRY
+                     \$FABRICKS_VM_DATA_DISK=FILE: a raw disk image attached read-only as /dev/vdb
+                     \$FABRICKS_VM_ACCEL=auto|kvm|tcg (auto: KVM if it boots the kernel, else TCG)
   port GUESTPORT     the host port forwarded to GUESTPORT
   ssh [CMD...]       run CMD in the guest as root (a login shell without CMD)
   push SRC... DEST   copy host files/dirs into guest dir DEST (tar over ssh)
@@ -154,49 +156,93 @@ cmd_push() {
 	tar -c "${args[@]}" | cmd_ssh "mkdir -p '$dest' && tar -x --no-same-owner -C '$dest'"
 }
 
+# start_qemu kvm|tcg: qemu daemonized on the run dir's overlay, with the forwards in $FWD.
+start_qemu() {
+	local img accel
+	img=$(cat "$RUN/image")
+	if [[ $1 == kvm ]]; then accel=(-accel kvm -cpu host); else accel=(-accel "tcg,thread=multi" -cpu max); fi
+	rm -f "$RUN/disk.qcow2" "$RUN/serial.log"
+	qemu-img create -q -f qcow2 -b "$img/rootfs.img" -F raw "$RUN/disk.qcow2"
+	qemu-system-x86_64 -name fabricks-vm,debug-threads=on -pidfile "$RUN/qemu.pid" -daemonize \
+		"${accel[@]}" -machine q35 -smp "$CPUS" -m "$MEM" \
+		-kernel "$img/vmlinuz" -initrd "$img/initrd.img" \
+		-append "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.unified_cgroup_hierarchy=1" \
+		-drive "file=$RUN/disk.qcow2,if=virtio,format=qcow2,discard=unmap" "${DATA[@]}" \
+		-netdev "user,id=n0,restrict=on$FWD" -device virtio-net-pci,netdev=n0 \
+		-device virtio-rng-pci -display none -vga none \
+		-serial "file:$RUN/serial.log" -monitor "unix:$RUN/monitor.sock,server,nowait" ||
+		die "qemu did not start"
+	qemu_pid >/dev/null || die "qemu exited at once (see $RUN/serial.log)"
+	echo "$1" >"$RUN/accel"
+}
+
+# stop_qemu: kills our qemu (no orderly shutdown).
+stop_qemu() {
+	local pid
+	pid=$(qemu_pid) || return 0
+	kill "$pid"
+	for _ in {1..50}; do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -9 "$pid" 2>/dev/null || true
+}
+
+# A KVM that works prints the kernel's banner within a second or two. Some nested hosts have a
+# /dev/kvm whose guests run at a crawl (seen here: each first touch of a guest page costs
+# milliseconds, and the kernel does not reach its first message in minutes): boot with TCG then.
+kvm_usable() {
+	local i
+	for ((i = 0; i < ${FABRICKS_VM_KVM_PROBE:-45} * 2; i++)); do
+		grep -q 'Linux version' "$RUN/serial.log" 2>/dev/null && return 0
+		qemu_pid >/dev/null || return 1
+		sleep 0.5
+	done
+	return 1
+}
+
 cmd_up() {
-	local img accel=() port guest fwd="" kvm=1 t0=$SECONDS p
+	local accel port guest t0=$SECONDS p limit
 	if qemu_pid >/dev/null; then die "a VM already runs in $RUN: $0 down first"; fi
 	rm -rf "$RUN"
 	mkdir -p "$RUN"
-	img=$(cmd_image)
-	echo "$img" >"$RUN/image"
+	cmd_image >"$RUN/image"
 	case ${FABRICKS_VM_ACCEL:-auto} in
-	auto) [[ -r /dev/kvm && -w /dev/kvm ]] || kvm=0 ;;
-	kvm) ;;
-	tcg) kvm=0 ;;
+	auto) if [[ -r /dev/kvm && -w /dev/kvm ]]; then accel=kvm; else accel=tcg; fi ;;
+	kvm | tcg) accel=$FABRICKS_VM_ACCEL ;;
 	*) die "FABRICKS_VM_ACCEL must be auto, kvm or tcg" ;;
 	esac
-	if ((kvm)); then
-		accel=(-accel kvm -cpu host)
-	else
-		log "WARNING: booting with TCG (software emulation; no usable /dev/kvm, or FABRICKS_VM_ACCEL=tcg): everything is much slower"
-		accel=(-accel "tcg,thread=multi" -cpu max)
+	FWD='' DATA=()
+	# A read-only data disk (/dev/vdb): big files reach the guest without ssh's crypto.
+	if [[ -n ${FABRICKS_VM_DATA_DISK:-} ]]; then
+		DATA=(-drive "file=$(realpath "$FABRICKS_VM_DATA_DISK"),if=virtio,format=raw,readonly=on")
 	fi
 	for guest in 22 "$@"; do
 		[[ $guest =~ ^[0-9]+$ ]] || die "not a port: $guest"
 		port=$(free_port)
 		echo "$guest $port" >>"$RUN/ports"
-		fwd+=",hostfwd=tcp:127.0.0.1:$port-:$guest"
+		FWD+=",hostfwd=tcp:127.0.0.1:$port-:$guest"
 	done
 	if [[ -n ${FABRICKS_VM_REGISTRY:-} ]]; then
 		# A connection to the guest-side address runs nc to the host's registry (restrict=on
 		# allows only such explicit forwards).
-		fwd+=",guestfwd=tcp:$GUEST_REGISTRY-cmd:nc ${FABRICKS_VM_REGISTRY%:*} ${FABRICKS_VM_REGISTRY##*:}"
+		FWD+=",guestfwd=tcp:$GUEST_REGISTRY-cmd:nc ${FABRICKS_VM_REGISTRY%:*} ${FABRICKS_VM_REGISTRY##*:}"
 	fi
-	qemu-img create -q -f qcow2 -b "$img/rootfs.img" -F raw "$RUN/disk.qcow2"
-	qemu-system-x86_64 -name fabricks-vm,debug-threads=on -pidfile "$RUN/qemu.pid" -daemonize \
-		"${accel[@]}" -machine q35 -smp "$CPUS" -m "$MEM" \
-		-kernel "$img/vmlinuz" -initrd "$img/initrd.img" \
-		-append "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.unified_cgroup_hierarchy=1 quiet" \
-		-drive "file=$RUN/disk.qcow2,if=virtio,format=qcow2,discard=unmap" \
-		-netdev "user,id=n0,restrict=on$fwd" -device virtio-net-pci,netdev=n0 \
-		-device virtio-rng-pci -display none -vga none \
-		-serial "file:$RUN/serial.log" -monitor "unix:$RUN/monitor.sock,server,nowait" ||
-		die "qemu did not start"
-	p=$(qemu_pid) || die "qemu exited at once (see $RUN/serial.log)"
-	log "qemu pid $p ($( ((kvm)) && echo KVM || echo TCG)), ssh on 127.0.0.1:$(cmd_port 22)"
-	for _ in $(seq 1 $((kvm ? 120 : 600))); do
+	start_qemu "$accel"
+	if [[ $accel == kvm && ${FABRICKS_VM_ACCEL:-auto} == auto ]] && ! kvm_usable; then
+		log "WARNING: KVM is present but the guest did not reach its first kernel message in ${FABRICKS_VM_KVM_PROBE:-45} s: rebooting with TCG"
+		stop_qemu
+		accel=tcg
+		start_qemu tcg
+	fi
+	if [[ $accel == tcg ]]; then
+		log "WARNING: the VM runs under TCG (software emulation): everything in it is much slower"
+	fi
+	p=$(qemu_pid)
+	log "qemu pid $p (${accel^^}), ssh on 127.0.0.1:$(cmd_port 22)"
+	limit=120
+	[[ $accel == kvm ]] || limit=900
+	for _ in $(seq 1 "$limit"); do
 		if cmd_ssh true 2>/dev/null; then
 			log "guest answers ssh after $((SECONDS - t0)) s"
 			return 0
