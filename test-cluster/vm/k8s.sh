@@ -168,10 +168,12 @@ stage_guest() {
 	for n in admin controller-manager scheduler kube-proxy kubelet; do
 		kubeconfig "$n" "$local_api" >"$g$k/$n.conf"
 	done
+	# A throwaway single-member etcd on an emulated disk: no fsync, and timeouts for a slow guest.
 	unit etcd '' --name "$NODE" --data-dir /var/lib/etcd --listen-client-urls http://127.0.0.1:2379 \
 		--advertise-client-urls http://127.0.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 \
 		--initial-advertise-peer-urls http://127.0.0.1:2380 --initial-cluster "$NODE=http://127.0.0.1:2380" \
-		--listen-metrics-urls http://127.0.0.1:2381 >"$g/etc/systemd/system/etcd.service"
+		--listen-metrics-urls http://127.0.0.1:2381 --unsafe-no-fsync --heartbeat-interval 500 --election-timeout 5000 \
+		>"$g/etc/systemd/system/etcd.service"
 	unit kube-apiserver etcd.service --etcd-servers=http://127.0.0.1:2379 --advertise-address=$NODE_IP \
 		--secure-port=6443 --service-cluster-ip-range=$SERVICE_CIDR --allow-privileged=true \
 		--authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
