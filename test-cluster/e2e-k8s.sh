@@ -135,8 +135,13 @@ os_facts() {
 	[[ $fs == cgroup2fs ]] || why "the node's /sys/fs/cgroup is $fs, not cgroup2fs" || return
 	run on_node 'ps -o comm= -p 1; systemctl is-active containerd fabricks-pause-image; containerd --version; grep -c "SystemdCgroup = true" /etc/containerd/config.toml; ctr -n k8s.io images ls -q' || return
 	show "node: PID 1, units, containerd, SystemdCgroup lines, k8s.io images" printf '%s\n' "$OUT"
-	[[ $OUT == systemd$'\n'active$'\n'active$'\n'*"containerd"*"v2."*$'\n'1$'\n'*localhost/fabricks/pause:3* ]] ||
-		why "the node is not systemd + containerd 2.x with SystemdCgroup and the pause image"
+	local l
+	mapfile -t l <<<"$OUT"
+	[[ ${l[0]} == systemd ]] || why "PID 1 is ${l[0]}, not systemd" || return
+	[[ ${l[1]} == active && ${l[2]} == active ]] || why "containerd / the pause import: ${l[1]} / ${l[2]}" || return
+	[[ ${l[3]} =~ \ 2\.[0-9]+\.[0-9]+ ]] || why "not containerd 2.x: ${l[3]}" || return
+	[[ ${l[4]} == 1 ]] || why "SystemdCgroup = true on ${l[4]} lines of the config, not 1" || return
+	[[ $OUT == *$'\n'localhost/fabricks/pause:3$'\n'* ]] || why "no pause image in k8s.io"
 }
 
 # The node is what the issue asks for: cgroup v2 unified, kubelet on the systemd driver.
