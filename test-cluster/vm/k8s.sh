@@ -79,62 +79,24 @@ cmd_build() {
 
 # --- certificates and kubeconfigs (on the host) -------------------------------------------
 
-# cert NAME CN [O] [SANS]: NAME.key and NAME.crt signed by the cluster CA, for clients and (with
-# SANS, an openssl subjectAltName value) servers.
-cert() {
-	local d=$PKI name=$1 cn=$2 o=${3:-} sans=${4:-} subj ext
-	subj="/CN=$cn"
-	[[ -z $o ]] || subj="/O=$o$subj"
-	ext="basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=${sans:+serverAuth,}clientAuth"
-	[[ -z $sans ]] || ext+=$'\n'"subjectAltName=$sans"
-	openssl req -new -newkey rsa:2048 -nodes -keyout "$d/$name.key" -subj "$subj" -out "$d/$name.csr" 2>/dev/null
-	openssl x509 -req -in "$d/$name.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 30 \
-		-extfile <(printf '%s\n' "$ext") -out "$d/$name.crt" 2>/dev/null
-	rm -f "$d/$name.csr"
-}
+# shellcheck source=../lib/kube-pki.sh
+source "$HERE/../lib/kube-pki.sh"
 
 pki() {
 	PKI=$RUN/pki
-	rm -rf "$PKI"
-	mkdir -p "$PKI"
-	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$PKI/ca.key" -out "$PKI/ca.crt" -days 30 \
-		-subj /CN=fabricks-vm-ca -addext basicConstraints=critical,CA:TRUE \
-		-addext keyUsage=critical,keyCertSign,cRLSign,digitalSignature 2>/dev/null
-	cert apiserver kube-apiserver '' \
+	pki_ca fabricks-vm-ca
+	pki_cert apiserver kube-apiserver '' \
 		"DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,DNS:$NODE,IP:$API_SERVICE_IP,IP:$NODE_IP,IP:127.0.0.1"
-	cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
-	cert admin kubernetes-admin system:masters
-	cert controller-manager system:kube-controller-manager
-	cert scheduler system:kube-scheduler
-	cert kubelet "system:node:$NODE" system:nodes
-	cert kube-proxy system:kube-proxy
-	openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
-	openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+	pki_cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
+	pki_cert admin kubernetes-admin system:masters
+	pki_cert controller-manager system:kube-controller-manager
+	pki_cert scheduler system:kube-scheduler
+	pki_cert kubelet "system:node:$NODE" system:nodes
+	pki_cert kube-proxy system:kube-proxy
 }
 
 # kubeconfig NAME SERVER: a kubeconfig for the client cert NAME (certificates inlined).
-kubeconfig() {
-	cat <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-  - name: fabricks-vm
-    cluster:
-      server: $2
-      certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
-users:
-  - name: $1
-    user:
-      client-certificate-data: $(base64 -w0 "$PKI/$1.crt")
-      client-key-data: $(base64 -w0 "$PKI/$1.key")
-contexts:
-  - name: fabricks-vm
-    context: { cluster: fabricks-vm, user: $1 }
-current-context: fabricks-vm
-EOF
-}
+kubeconfig() { pki_kubeconfig fabricks-vm "$1" "$2"; }
 
 # --- what goes into the guest --------------------------------------------------------------
 
