@@ -32,8 +32,10 @@ usage: $0 COMMAND [ARGS...]
                      \$FABRICKS_VM_REGISTRY=HOST:PORT: the host registry the guest sees as $GUEST_REGISTRY
                      \$FABRICKS_VM_DATA_DISK=FILE: a raw disk image attached read-only as /dev/vdb
                      \$FABRICKS_VM_ACCEL=auto|kvm|tcg (auto: KVM if it boots the kernel, else TCG)
-  probe              print the accelerator the VM gets here: kvm, or tcg (no /dev/kvm, or a KVM
-                     under which a guest kernel does not even print its banner in time)
+  kvm                exit 0 if KVM may run the VM here (nothing built or booted), else print why
+                     not (no /dev/kvm; kvm_pvm without VMX/SVM) and exit 1
+  probe              print the accelerator the VM gets here: kvm, or tcg (kvm ruled it out, or a
+                     KVM under which a guest kernel does not even print its banner in time)
   port GUESTPORT     the host port forwarded to GUESTPORT
   ssh [CMD...]       run CMD in the guest as root (a login shell without CMD)
   push SRC... DEST   copy host files/dirs into guest dir DEST (tar over ssh)
@@ -178,14 +180,36 @@ start_qemu() {
 	echo "$1" >"$RUN/accel"
 }
 
-# Which accelerator the VM can use here: kvm when /dev/kvm works and a guest kernel under it
-# prints its banner in time (a kernel and initrd only, 256 MiB, no disk), else tcg. Some nested
-# hosts have a /dev/kvm under which a stock kernel crawls (seen: kvm_pvm, pagetable-based
-# virtualization without VMX; the guest clears its bss at ~1.4 MB/s and prints nothing for minutes).
-cmd_probe() {
-	local img dir pid i
+# Whether KVM can run the VM here, from what the host says without building or booting
+# anything: exit 1 with the reason when it cannot; exit 0 when it may (the boot probe decides).
+# Seen on this machine kind: /dev/kvm is kvm_pvm (pagetable-based virtualization, for nested
+# hosts without VMX/SVM), under which a stock kernel crawls (it clears its bss at ~1.4 MB/s and
+# prints nothing for minutes, with or without hugepages, compressed or PVH-booted).
+cmd_kvm() {
+	local modules
+	modules=$(cd /sys/module && echo kvm*)
+	if [[ ! -e /dev/kvm ]]; then
+		echo "no /dev/kvm"
+		return 1
+	fi
 	if [[ ! -r /dev/kvm || ! -w /dev/kvm ]]; then
-		log "no usable /dev/kvm"
+		echo "/dev/kvm is not read-writable for $(id -un)"
+		return 1
+	fi
+	if ! grep -qwE 'vmx|svm' /proc/cpuinfo && [[ -d /sys/module/kvm_pvm ]]; then
+		echo "/dev/kvm is kvm_pvm (pagetable-based virtualization) and the CPU has no VMX/SVM: a stock kernel crawls under it (modules: $modules)"
+		return 1
+	fi
+	echo "/dev/kvm present (modules: $modules; CPU flags: $(grep -owE 'vmx|svm' /proc/cpuinfo | sort -u | tr '\n' ' '))"
+}
+
+# Which accelerator the VM can use here: kvm when cmd_kvm does not rule it out and a guest
+# kernel under it prints its banner in time (a kernel and initrd only, 256 MiB, no disk), else
+# tcg (the reason on stderr).
+cmd_probe() {
+	local img dir pid i why
+	if ! why=$(cmd_kvm); then
+		log "$why"
 		echo tcg
 		return
 	fi
@@ -320,6 +344,7 @@ env) cmd_env ;;
 down) cmd_down ;;
 status) cmd_status ;;
 probe) cmd_probe ;;
+kvm) cmd_kvm ;;
 leftovers) cmd_leftovers ;;
 *) usage ;;
 esac
