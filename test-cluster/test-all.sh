@@ -9,6 +9,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$HERE/.."
 
 log=$(mktemp -d)
+prep=()
 trap 'rm -rf "$log"' EXIT
 
 echo "== prerequisites"
@@ -18,6 +19,21 @@ if ! command -v protoc >/dev/null; then
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends protobuf-compiler pkg-config >/dev/null
 fi
 test-cluster/harness.sh install all
+# The Kubernetes cases' long poles start now, in the background at low priority, and
+# e2e-k8s.sh waits for them at the end (each holds a lock): Kubernetes built from source (CPU),
+# and, only where KVM may run the node VM (`vm.sh kvm` says why not otherwise; the cases then
+# run on a node on this host), the VM image (debootstrap: mostly downloads). Their output is
+# shown if e2e-k8s fails.
+setsid test-cluster/vm/k8s.sh build >"$log/kube-build" 2>&1 &
+prep+=($!)
+if test-cluster/vm/vm.sh kvm >"$log/kvm"; then
+	test-cluster/vm/vm.sh install
+	setsid nice -n 10 test-cluster/vm/vm.sh image >"$log/vm-image" 2>&1 &
+	prep+=($!)
+else
+	echo "no node VM here: $(<"$log/kvm")"
+fi
+trap 'for p in "${prep[@]}"; do kill -- "-$p" 2>/dev/null || true; done; rm -rf "$log"' EXIT
 
 echo "== build"
 cargo build --release --locked --workspace
@@ -47,6 +63,11 @@ echo "== end to end: node installer on real containerd configs"
 test-cluster/e2e-install.sh 1.6 2 2>&1 | tee -a "$log/e2e" || rc=1
 echo "== Kubernetes manifests: helm lint/template, kubeconform -strict; shellcheck"
 test-cluster/chart-check.sh 2>&1 | tee -a "$log/e2e" || rc=1
+echo "== Kubernetes: a node (the VM with KVM: systemd, cgroup v2; else this host: cgroup v1) with kubelet on containerd 2.x, helm install, the cases"
+if ! test-cluster/e2e-k8s.sh 2>&1 | tee -a "$log/e2e"; then
+	rc=1
+	tail -n 20 "$log/kube-build" "$log/vm-image" 2>/dev/null | sed 's/^/# /'
+fi
 
 # One closing line for the whole run, so a run that tested nothing shows.
 passed=0 failed=0
