@@ -6,11 +6,14 @@ use crate::progress::Step;
 use crate::project::Project;
 use crate::signals;
 use anyhow::{bail, ensure, Context, Result};
-use fabricks_engine::{Command, Compiler, Engine, EngineOptions, ModuleKind, Preopen, Socket, Stdio, Stopper};
+use fabricks_engine::{
+    Command, Compiler, ComponentKind, Engine, EngineOptions, HttpService, ModuleKind, Network, Preopen, Program,
+    Socket, Stdio, Stopper,
+};
 use fabricks_listen::ListenSpec;
 use std::path::{Path, PathBuf};
 
-/// Runs the module and returns its exit status.
+/// Runs the module or component and returns its exit status.
 pub fn run(args: RunArgs) -> Result<i32> {
     let listen = listen_spec(&args)?;
     let (path, program) = match crate::pull::remote_reference(&args.target) {
@@ -23,7 +26,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         None => module_for(&args)?,
     };
     let engine = Engine::new(EngineOptions { cache_dir: cache_dir()?, compiler: Compiler::InProcess })?;
-    let module = load(&engine, &path)?;
+    let loaded = load(&engine, &path)?;
 
     let mut argv = program.argv;
     argv.extend(args.args);
@@ -38,7 +41,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         env: environment(&args.env)?,
         cwd: args.cwd,
         dirs,
-        sockets: bind(&listen)?,
+        sockets: Vec::new(),
         stdin: Stdio::Inherit,
         stdout: Stdio::Inherit,
         stderr: Stdio::Inherit,
@@ -47,10 +50,44 @@ pub fn run(args: RunArgs) -> Result<i32> {
     };
     let stopper = Stopper::new();
     signals::forward_to(&stopper)?;
-    match engine.module_kind(&module, &command.args[0])? {
-        ModuleKind::Command => engine.run(&module, command, &stopper),
-        ModuleKind::Reactor => serve_reactor(&engine, &module, command, &stopper),
+    match loaded {
+        Program::Module(module) => {
+            let command = Command { sockets: bind(&listen)?, ..command };
+            match engine.module_kind(&module, &command.args[0])? {
+                ModuleKind::Command => engine.run(&module, command, &stopper),
+                ModuleKind::Reactor => serve_reactor(&engine, &module, command, &stopper),
+            }
+        }
+        Program::Component(component) => match component.kind() {
+            // It binds its own sockets through wasi:sockets, on the listen spec's ports only.
+            ComponentKind::Command => {
+                let network = Network::new(listen.endpoints().iter().map(|e| e.addr).collect());
+                engine.run_component(&component, command, &network, &stopper)
+            }
+            ComponentKind::HttpService => serve_component(&engine, &component, command, &listen, &stopper),
+        },
     }
+}
+
+/// A `wasi:http` component: this process serves HTTP on the listen spec (`http=8080` when
+/// none is given, as the shim does) with a fresh instance per request.
+fn serve_component(
+    engine: &Engine,
+    component: &fabricks_engine::Component,
+    command: Command,
+    listen: &ListenSpec,
+    stopper: &Stopper,
+) -> Result<i32> {
+    let program = command.args[0].clone();
+    let listen = match listen.is_empty() {
+        true => ListenSpec::parse(fabricks_listen::HTTP_COMPONENT_DEFAULT)?,
+        false => listen.clone(),
+    };
+    let settings = fabricks_http::Settings::resolve(|_, var| std::env::var(var).ok(), None, None)?;
+    let service = HttpService::new(engine, component, command, &Network::default(), stopper, settings.instance_memory)?;
+    let listeners = bind(&listen)?.into_iter().map(|s| s.listener).collect();
+    log::info!("Serving {program} (wasi:http), {} requests at once", settings.instances);
+    fabricks_http::serve_component(std::sync::Arc::new(service), &settings, listeners, stopper)
 }
 
 /// A reactor module: this process serves HTTP on the listeners with a pool of instances,
@@ -184,9 +221,9 @@ fn module_for(args: &RunArgs) -> Result<(PathBuf, Runnable)> {
     Ok((target.to_owned(), Runnable { argv: vec![target.display().to_string()], root: None }))
 }
 
-fn load(engine: &Engine, path: &Path) -> Result<fabricks_engine::Module> {
+fn load(engine: &Engine, path: &Path) -> Result<Program> {
     let step = Step::start(format!("Preparing {} for this machine", path.display()));
-    let module = engine.load(path)?;
+    let module = engine.load_program_file(path)?;
     let done = if engine.cache().compiles() > 0 {
         format!("Compiled {} to native code", path.display())
     } else {

@@ -12,7 +12,7 @@ pub fn shim(problem: Problem) -> Option<&'static str> {
             "build a Go `package main` normally for a command, or with `fabricks build --mode reactor` for a reactor"
         }
         Problem::NotCommand => "a Go program needs `package main` and must not be built with -buildmode=c-shared",
-        Problem::Imports => "build it for WASI preview 1 (Go: GOOS=wasip1 GOARCH=wasm), with no other host imports",
+        Problem::Imports => "build it for WASI preview 1 (Go: GOOS=wasip1 GOARCH=wasm) or as a WASI 0.2 component (wasi:cli/command, wasi:http/proxy), with no other host imports",
         Problem::NotHttpReactor => {
             "register the handler with fabricks.Handle (Go SDK github.com/fabricks-dev/fabricks/sdk/go) and build with \
              `fabricks build --mode reactor` (which passes -buildmode=c-shared -tags fabricks_reactor)"

@@ -1,12 +1,11 @@
 //! Which ports a module serves on, and binding them where the container's network is.
 
-use std::fs::File;
 use std::net::TcpListener;
 
 use anyhow::{Context, Result};
-use fabricks_engine::Socket;
-use fabricks_listen::{ListenSpec, ANNOTATION, ENV_LISTEN, LABEL};
-use nix::sched::{setns, unshare, CloneFlags};
+use fabricks_engine::{NetNamespace, Socket};
+use fabricks_listen::{ListenSpec, ANNOTATION, ENV_LISTEN, HTTP_COMPONENT_DEFAULT, LABEL};
+use nix::sched::{unshare, CloneFlags};
 use oci_spec::image::ImageConfiguration;
 
 use crate::error::invalid;
@@ -35,26 +34,49 @@ pub fn resolve(spec: &ContainerSpec, image: impl FnOnce() -> Result<Option<Image
     ListenSpec::parse_all(ports.iter()).map_err(|e| invalid(format!("the image config's ExposedPorts: {e:#}")))
 }
 
-/// Binds every endpoint inside the container's network namespace: the one the spec names
-/// (a pod's), a new one if the spec asks for a new namespace, the host's if it has none.
-pub fn bind(spec: &ContainerSpec, listen: &ListenSpec) -> Result<Vec<Socket>> {
+/// `listen`, or [`HTTP_COMPONENT_DEFAULT`] when no annotation, env, label or ExposedPorts
+/// gave one.
+pub fn or_http_default(listen: &ListenSpec) -> ListenSpec {
+    if !listen.is_empty() {
+        return listen.clone();
+    }
+    log::info!("no listen spec: the HTTP component serves on {HTTP_COMPONENT_DEFAULT}");
+    ListenSpec::parse(HTTP_COMPONENT_DEFAULT).expect("the default listen spec parses")
+}
+
+/// The container's network namespace: the one the spec names (a pod's), a new one if the
+/// spec asks for a new namespace, `None` for the host's. Binding and a component's own
+/// networking both happen in it, so a new one is made once per container.
+pub fn namespace(network: &Network) -> Result<Option<NetNamespace>> {
+    match network {
+        Network::Host => Ok(None),
+        Network::Path(path) => NetNamespace::open(path).map(Some),
+        // Unsharing changes the calling thread only, so a short-lived thread does it; the
+        // handle keeps the namespace alive after the thread is gone.
+        Network::New => std::thread::scope(|s| {
+            s.spawn(|| {
+                unshare(CloneFlags::CLONE_NEWNET).context("creating the container's network namespace")?;
+                NetNamespace::current().map(Some)
+            })
+            .join()
+            .expect("namespace thread panicked")
+        }),
+    }
+}
+
+/// Binds every endpoint inside `namespace` (the host's if `None`).
+pub fn bind(namespace: Option<&NetNamespace>, listen: &ListenSpec) -> Result<Vec<Socket>> {
     if listen.is_empty() {
         return Ok(Vec::new());
     }
     // Entering a namespace changes the calling thread only, so a short-lived thread does it;
     // the sockets keep the namespace they were created in.
-    std::thread::scope(|s| s.spawn(|| bind_in(&spec.network, listen)).join().expect("binding thread panicked"))
+    std::thread::scope(|s| s.spawn(|| bind_in(namespace, listen)).join().expect("binding thread panicked"))
 }
 
-fn bind_in(network: &Network, listen: &ListenSpec) -> Result<Vec<Socket>> {
-    match network {
-        Network::Host => {}
-        Network::New => unshare(CloneFlags::CLONE_NEWNET).context("creating the container's network namespace")?,
-        Network::Path(path) => {
-            let ns = File::open(path).with_context(|| format!("opening the network namespace {}", path.display()))?;
-            setns(ns, CloneFlags::CLONE_NEWNET)
-                .with_context(|| format!("entering the network namespace {}", path.display()))?;
-        }
+fn bind_in(namespace: Option<&NetNamespace>, listen: &ListenSpec) -> Result<Vec<Socket>> {
+    if let Some(namespace) = namespace {
+        namespace.enter()?;
     }
     listen
         .endpoints()
@@ -137,12 +159,14 @@ mod tests {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port();
         let listen = ListenSpec::parse(&format!("web=127.0.0.1:{port}")).unwrap();
-        let host_network = ContainerSpec { network: Network::Host, ..Default::default() };
-        let err = bind(&host_network, &listen).unwrap_err();
+        assert!(namespace(&Network::Host).unwrap().is_none());
+        let err = bind(None, &listen).unwrap_err();
         assert!(format!("{err:#}").contains("listener web cannot bind"), "{err:#}");
         assert!(format!("{err:#}").contains("already in use"), "{err:#}");
-        // The default spec asks for a network namespace of its own, where the port is free.
-        let own = bind(&ContainerSpec { network: Network::New, ..Default::default() }, &listen).unwrap();
+        // A spec without a namespace path gets a namespace of its own, where the port is free.
+        let own = namespace(&Network::New).unwrap().expect("a new namespace");
+        assert!(!own.is_current());
+        let own = bind(Some(&own), &listen).unwrap();
         assert_eq!(own[0].listener.local_addr().unwrap().port(), port);
     }
 }

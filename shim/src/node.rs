@@ -16,7 +16,7 @@ use crate::error::invalid;
 use crate::native::{NativeTask, Runc};
 use crate::service::{Ended, ExitSink, Kill, Runtime, Workload};
 use crate::spec::ContainerSpec;
-use crate::wasm::{Io, WasmTask};
+use crate::wasm::{Io, Net, WasmTask};
 use crate::{hints, image, listen, mounts, stats, stdio, sweep};
 
 pub struct Node {
@@ -93,12 +93,12 @@ impl Node {
             None => Ok(fetch_image(false)?.map(|i| i.config)),
         })
         .context("reading the listen spec")?;
-        let sockets = listen::bind(spec, &listen)?;
+        let net = Net { namespace: listen::namespace(&spec.network)?, listen: &listen };
         mounts::container_filesystem(spec)?;
         let io = Io { stdin: &req.stdin, stdout: &req.stdout, stderr: &req.stderr };
         let place = || Cgroup::create(spec, &self.namespace, &req.id);
         let engine = self.engine()?;
-        let task = WasmTask::prepare(engine, &wasm, export, spec, io, sockets, place)
+        let task = WasmTask::prepare(engine, &wasm, export, spec, io, net, place)
             .map_err(|e| Unrunnable::add_hint(e, hints::shim))?;
         sweep::record_origin(
             engine,

@@ -1,10 +1,11 @@
-//! A reactor task: the shim serves HTTP on the task's listeners itself and calls a pool of
-//! instances of the module per request (fabricks-http), instead of running `_start`.
+//! HTTP tasks: the shim serves HTTP on the task's listeners itself and calls the program
+//! per request (fabricks-http): a pool of instances of a reactor module, or a fresh
+//! instance of a `wasi:http` component.
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use fabricks_engine::{Command, Engine, Module, Reactor, Socket, Stdio, Stopper};
+use fabricks_engine::{Command, Component, Engine, HttpService, Module, Network, Reactor, Socket, Stdio, Stopper};
 use fabricks_http::{Pool, Settings};
 
 use crate::error::invalid;
@@ -49,6 +50,38 @@ pub fn prepare(
         settings.instance_memory.map_or("unlimited".into(), |b| format!("{} MiB", b >> 20))
     );
     Ok(ReactorTask { pool, settings, listeners: sockets.into_iter().map(|s| s.listener).collect() })
+}
+
+/// A `wasi:http` component served by the shim; made at create, so a component whose
+/// imports cannot be satisfied fails the create.
+pub struct HttpComponentTask {
+    pub service: Arc<HttpService>,
+    pub settings: Settings,
+    pub listeners: Vec<std::net::TcpListener>,
+}
+
+/// `command` is the WASI view every instance gets; `sockets` are served by the shim, so the
+/// component's own binds are refused (its ports are the shim's).
+pub fn prepare_component(
+    engine: &Engine,
+    component: &Component,
+    program: &str,
+    spec: &ContainerSpec,
+    command: Command,
+    sockets: Vec<Socket>,
+    stopper: &Stopper,
+) -> Result<HttpComponentTask> {
+    let settings = settings(spec).context("reading the HTTP settings")?;
+    let service = HttpService::new(engine, component, command, &Network::default(), stopper, settings.instance_memory)?;
+    log::info!(
+        "{program}: wasi:http component, {} requests at once, queue {}, timeout {}s, memory per instance {}",
+        settings.instances,
+        settings.queue,
+        settings.timeout.as_secs(),
+        settings.instance_memory.map_or("unlimited".into(), |b| format!("{} MiB", b >> 20))
+    );
+    let listeners = sockets.into_iter().map(|s| s.listener).collect();
+    Ok(HttpComponentTask { service: Arc::new(service), settings, listeners })
 }
 
 /// Settings from the annotation (a pod's, passed on by CRI) or else the container's

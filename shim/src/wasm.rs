@@ -1,4 +1,5 @@
-//! A wasm container: a thread of the shim running one command module.
+//! A wasm container: a thread of the shim running one program (a preview-1 module or a
+//! preview-2 component), to its exit or as an HTTP server.
 
 use std::fs::File;
 use std::io::Write;
@@ -6,18 +7,24 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use fabricks_engine::{CachePin, Command, Engine, MemoryLimit, Module, ModuleKind, Preopen, Socket, Stdio, Stopper};
+use fabricks_engine::{
+    CachePin, Command, Component, ComponentKind, Engine, MemoryLimit, Module, ModuleKind, NetNamespace, Network,
+    Preopen, Program, Stdio, Stopper,
+};
+use fabricks_listen::ListenSpec;
 
 use crate::cgroup::Cgroup;
 use crate::entrypoint::split_export;
-use crate::reactor::ReactorTask;
+use crate::error::invalid;
+use crate::listen;
+use crate::reactor::{HttpComponentTask, ReactorTask};
 use crate::spec::ContainerSpec;
 use crate::stdio;
 
 pub struct WasmTask {
     engine: Engine,
-    module: Module,
-    /// What start runs: the command's `_start`, or the HTTP server of a reactor.
+    /// What start runs: a command (module or component), or an HTTP server of a reactor or
+    /// a `wasi:http` component.
     run: Mutex<Option<Run>>,
     /// Where errors after start go, besides the shim log: the task's own stderr. Taken by
     /// the module thread and closed when it ends: containerd 2.x waits for the end of the
@@ -27,13 +34,18 @@ pub struct WasmTask {
     memory: MemoryLimit,
     /// The container's cpu/cpuacct cgroups, which the module thread joins.
     cgroup: Option<Arc<Cgroup>>,
-    /// Keeps the compiled module's cache entry from being swept while the task exists.
+    /// The container's network namespace (`None`: the host's), which the module thread
+    /// enters: a component's own sockets and outgoing connections are made there.
+    namespace: Option<NetNamespace>,
+    /// Keeps the compiled program's cache entry from being swept while the task exists.
     pin: CachePin,
 }
 
 enum Run {
-    Command(Command),
+    Command(Module, Command),
     Reactor(ReactorTask),
+    Component(Component, Command, Network),
+    HttpComponent(HttpComponentTask),
 }
 
 pub struct Io<'a> {
@@ -42,28 +54,27 @@ pub struct Io<'a> {
     pub stderr: &'a str,
 }
 
+/// Where a task's network is: its namespace and the ports its listen spec names.
+pub struct Net<'a> {
+    pub namespace: Option<NetNamespace>,
+    pub listen: &'a ListenSpec,
+}
+
 impl WasmTask {
-    /// Everything that can fail before the module runs fails here, at create time:
-    /// compiling, imports WASI cannot satisfy, a missing `_start`, unopenable stdio.
+    /// Everything that can fail before the program runs fails here, at create time:
+    /// compiling, imports WASI cannot satisfy, a missing entry point, unopenable stdio,
+    /// ports in use.
     pub fn prepare(
         engine: &Engine,
         wasm: &[u8],
         export: Option<&str>,
         spec: &ContainerSpec,
         io: Io,
-        sockets: Vec<Socket>,
+        net: Net,
         place: impl FnOnce() -> Result<Option<Cgroup>>,
     ) -> Result<Self> {
-        let program = spec.program().unwrap_or_default().to_string();
-        let (module, pin) = engine.load_pinned(wasm).with_context(|| format!("loading {program}"))?;
-        // A named export is run like `_start`, whatever else the module exports.
-        let kind = match export {
-            Some(_) => ModuleKind::Command,
-            None => engine.module_kind(&module, &program)?,
-        };
-        if kind == ModuleKind::Command {
-            engine.check_command(&module, &program, export)?;
-        }
+        let program_name = spec.program().unwrap_or_default().to_string();
+        let (program, pin) = engine.load_program_pinned(wasm).with_context(|| format!("loading {program_name}"))?;
         let stdout = stdio::open_output(io.stdout)?;
         let stderr = stdio::open_output(io.stderr)?;
         let stderr_copy = match &stderr {
@@ -90,40 +101,100 @@ impl WasmTask {
             memory: memory.clone(),
         };
         let stopper = Stopper::new();
-        let run = match kind {
-            ModuleKind::Command => Run::Command(Command { sockets, stdin: stdio::open_input(io.stdin)?, ..command }),
-            ModuleKind::Reactor => {
-                Run::Reactor(crate::reactor::prepare(engine, &module, &program, spec, command, sockets, &stopper)?)
+        let bind = |listen: &ListenSpec| listen::bind(net.namespace.as_ref(), listen);
+        let run = match program {
+            Program::Module(module) => {
+                // A named export is run like `_start`, whatever else the module exports.
+                let kind = match export {
+                    Some(_) => ModuleKind::Command,
+                    None => engine.module_kind(&module, &program_name)?,
+                };
+                let sockets = bind(net.listen)?;
+                match kind {
+                    ModuleKind::Command => {
+                        engine.check_command(&module, &program_name, export)?;
+                        let stdin = stdio::open_input(io.stdin)?;
+                        Run::Command(module, Command { sockets, stdin, ..command })
+                    }
+                    ModuleKind::Reactor => Run::Reactor(crate::reactor::prepare(
+                        engine,
+                        &module,
+                        &program_name,
+                        spec,
+                        command,
+                        sockets,
+                        &stopper,
+                    )?),
+                }
             }
+            Program::Component(_) if export.is_some() => {
+                return Err(invalid(format!(
+                    "{} names an export, but {program_name} is a component: a component runs wasi:cli/run or \
+                     serves wasi:http; drop the `#export` from the entrypoint",
+                    spec.program().unwrap_or_default()
+                )))
+            }
+            Program::Component(component) => match component.kind() {
+                ComponentKind::Command => {
+                    engine.check_component(&component, &program_name)?;
+                    // It binds its own sockets (wasi:sockets), only on its listen spec's ports.
+                    let network = Network::new(net.listen.endpoints().iter().map(|e| e.addr).collect());
+                    let stdin = stdio::open_input(io.stdin)?;
+                    Run::Component(component, Command { stdin, ..command }, network)
+                }
+                ComponentKind::HttpService => {
+                    let listen = listen::or_http_default(net.listen);
+                    let sockets = bind(&listen)?;
+                    Run::HttpComponent(crate::reactor::prepare_component(
+                        engine,
+                        &component,
+                        &program_name,
+                        spec,
+                        command,
+                        sockets,
+                        &stopper,
+                    )?)
+                }
+            },
         };
         // Last: nothing after it can fail, so a failed create leaves no cgroup behind.
         let cgroup = place()?.map(Arc::new);
         Ok(Self {
             engine: engine.clone(),
-            module,
             run: Mutex::new(Some(run)),
             stderr: Mutex::new(stderr_copy),
             stopper,
             memory,
             cgroup,
+            namespace: net.namespace,
             pin,
         })
     }
 
-    /// Runs the module on its own thread, inside the container's cgroups; `on_exit` gets
-    /// its exit status and whether it ran out of memory.
+    /// Runs the program on its own thread, inside the container's cgroups and network
+    /// namespace; `on_exit` gets its exit status and whether it ran out of memory.
     pub fn start(&self, id: &str, on_exit: impl FnOnce(i32, bool) + Send + 'static) -> Result<()> {
         let run = self.run.lock().unwrap().take().context("the task was already started")?;
-        let (engine, module, stopper) = (self.engine.clone(), self.module.clone(), self.stopper.clone());
-        let (memory, cgroup) = (self.memory.clone(), self.cgroup.clone());
+        let (engine, stopper) = (self.engine.clone(), self.stopper.clone());
+        let (memory, cgroup, namespace) = (self.memory.clone(), self.cgroup.clone(), self.namespace.clone());
         let mut stderr = self.stderr.lock().unwrap().take();
         let id = id.to_string();
         std::thread::Builder::new()
             .name(format!("wasm-{}", &id[..id.len().min(8)]))
             .spawn(move || {
-                let result = cgroup.as_ref().map_or(Ok(()), |c| c.enter()).and_then(|()| match run {
-                    Run::Command(command) => engine.run(&module, command, &stopper),
+                let entered = cgroup
+                    .as_ref()
+                    .map_or(Ok(()), |c| c.enter())
+                    .and_then(|()| namespace.as_ref().map_or(Ok(()), NetNamespace::enter));
+                let result = entered.and_then(|()| match run {
+                    Run::Command(module, command) => engine.run(&module, command, &stopper),
                     Run::Reactor(task) => fabricks_http::serve(task.pool, &task.settings, task.listeners, &stopper),
+                    Run::Component(component, command, network) => {
+                        engine.run_component(&component, command, &network, &stopper)
+                    }
+                    Run::HttpComponent(task) => {
+                        fabricks_http::serve_component(task.service, &task.settings, task.listeners, &stopper)
+                    }
                 });
                 let code = result.unwrap_or_else(|e| {
                     log::error!("task {id}: {e:#}");

@@ -25,7 +25,7 @@ inputs_hash() {
 		echo "$COMPONENTIZE_PY $COMPONENTIZE_JS $JCO $WASI_WIT $RUNWASI_MODULES"
 		python3 --version
 		node --version
-		(cd "$HERE" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+		(cd "$HERE" && find . -type f -not -path "*/__pycache__/*" -print0 | sort -z | xargs -0 sha256sum)
 	} | sha256sum | cut -d' ' -f1
 }
 
@@ -70,13 +70,15 @@ wit_dir() {
 }
 
 build_python() {
-	local wit=$WORK/wit-python
+	local wit=$WORK/wit-python src=$WORK/python
 	wit_dir "$HERE/wit/python.wit" "$WASI_WIT" "$wit"
+	# From a copy: componentize-py leaves __pycache__ beside the sources it imports.
+	cp -r "$HERE/python" "$src"
 	echo "componentize-py: py-cli.wasm"
 	"$PY" -q -d "$wit" -w fabricks:test/command --features cli-exit-with-code \
-		componentize -p "$HERE/python/cli" app -o "$OUT/py-cli.wasm"
+		componentize -p "$src/cli" app -o "$OUT/py-cli.wasm"
 	echo "componentize-py: py-http.wasm"
-	"$PY" -q -d "$wit" -w fabricks:test/service componentize -p "$HERE/python/http" app -o "$OUT/py-http.wasm"
+	"$PY" -q -d "$wit" -w fabricks:test/service componentize -p "$src/http" app -o "$OUT/py-http.wasm"
 }
 
 build_js() {

@@ -79,7 +79,7 @@ cmd_build() {
 
 # --- certificates and kubeconfigs (on the host) -------------------------------------------
 
-# shellcheck source=../lib/kube-pki.sh
+# shellcheck source=lib/kube-pki.sh
 source "$HERE/../lib/kube-pki.sh"
 
 pki() {

@@ -33,6 +33,10 @@ pub const ENV_LISTEN: &str = "FABRICKS_LISTEN";
 /// Variable the shim hands the module: `NAME=FD` pairs, comma-separated.
 pub const ENV_LISTEN_FDS: &str = "FABRICKS_LISTEN_FDS";
 
+/// Where a `wasi:http` component serves when no annotation, env, label or ExposedPorts says
+/// (the shim and `fabricks run` alike): the port most HTTP images expose.
+pub const HTTP_COMPONENT_DEFAULT: &str = "http=8080";
+
 /// Longest endpoint name accepted.
 pub const MAX_NAME_LEN: usize = 63;
 

@@ -26,7 +26,9 @@ impl Engine {
             ComponentKind::Command => CommandPre::new(pre).map(drop),
             ComponentKind::HttpService => wasmtime_wasi_http::bindings::ProxyPre::new(pre).map(drop),
         }
-        .map_err(|e| unrunnable(Problem::NoEntryPoint, format!("{program} does not export what its world promises: {e:#}")))
+        .map_err(|e| {
+            unrunnable(Problem::NoEntryPoint, format!("{program} does not export what its world promises: {e:#}"))
+        })
     }
 
     pub(crate) fn instance_pre(&self, component: &Component, program: &str) -> Result<InstancePre<Host>> {
