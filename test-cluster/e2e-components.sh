@@ -3,15 +3,16 @@
 # with the components of test-cluster/components (componentize-py and componentize-js, built
 # from the package registries by components/build.sh) packed by `fabricks build FILE.wasm`.
 # Per flavour:
-#   commands   wasi:cli/run: greeting, args, env, the rootfs as `/`, `exit-with-code` status,
+#   commands   runwasi's component-hello-world greets and exits 0, and its second start
+#              compiles nothing; wasi:cli/run: greeting, args, env, the rootfs as `/`, `exit-with-code` status,
 #              a trap exits 134 with the trap on stderr, a JS exception exits 1, SIGTERM of a
 #              sleeping one 143, SIGKILL of a spinning one 137, past --memory-limit 137 with the
 #              reason on stderr and a TaskOOM event
 #   sockets    a wasi:sockets listener on a port of its listen spec (FABRICKS_LISTEN) accepts
 #              connections; one off the spec is refused with the reason on stderr (exit 3)
-#   http       wasi:http services (Python, JS) on the listen spec's port: GET /, a 4 MiB POST
+#   http       wasi:http services (Python, JS) on the listen spec's port: GET /, a 10 MiB POST
 #              /echo comes back byte for byte, 20 concurrent GETs; with no listen spec at all
-#              they serve on 8080; SIGTERM exits 0
+#              they serve on 8080; SIGTERM exits 0, and lets an upload in flight finish first
 #   errors     `/x.wasm#export` on a component fails the create naming the problem
 #   leftovers  nothing of ours is left after each case and after down
 # and `fabricks run` of a command and a service component.
@@ -35,6 +36,7 @@ readonly IMG_PY=localhost/fabricks-comp/py-cli:latest
 readonly IMG_JS=localhost/fabricks-comp/js-cli:latest
 readonly IMG_PYHTTP=localhost/fabricks-comp/py-http:latest
 readonly IMG_JSHTTP=localhost/fabricks-comp/js-http:latest
+readonly IMG_HELLO=localhost/fabricks-comp/component-hello-world:latest
 
 suite_begin e2e-components fh-components
 RETRY_MISSING=1
@@ -58,6 +60,24 @@ pack() {
 }
 
 # --- commands ------------------------------------------------------------------------------
+
+hello_world() {
+	run_ctr run --rm --runtime "$RT" "$IMG_HELLO" comp-hello
+	expect_rc 0 && expect_out "Hello, world!" && expect_gone comp-hello
+}
+
+# A later start of the same image loads the compiled component: no compile in its shim log.
+second_start_cached() {
+	local before digest
+	digest=$(sha256sum <"$COMPONENTS/component-hello-world.wasm" | cut -d' ' -f1)
+	before=$(wc -l <"$W/containerd.log")
+	run_ctr run --rm --runtime "$RT" "$IMG_HELLO" comp-hello2
+	expect_rc 0 && expect_gone comp-hello2 || return
+	tail -n +"$((before + 1))" "$W/containerd.log" >"$TMP/start-log"
+	grep -q "using cached module .*/$digest\.component\.cwasm" "$TMP/start-log" ||
+		why "no \"using cached module .../$digest.component.cwasm\" in the shim log of this start" || return
+	! grep -q "compiled module" "$TMP/start-log" || why "this start compiled: $(grep -m 1 'compiled module' "$TMP/start-log")"
+}
 
 py_greets() {
 	run_ctr run --rm --runtime "$RT" --env FABRICKS_TEST=from-ctr "$IMG_PY" comp-py
@@ -165,8 +185,8 @@ get() {
 	OUT=${OUT%$'\n'*}
 }
 
-# wait_http URL SECONDS
-wait_http() {
+# wait_get URL SECONDS: GET URL until it answers 200; its body in OUT.
+wait_get() {
 	local i
 	for ((i = 0; i < $2 * 5; i++)); do
 		get "$1"
@@ -181,17 +201,23 @@ serve() {
 	local id=$1 img=$2 port=$3
 	shift 3
 	run_ctr run -d --net-host --runtime "$RT" "$@" "$img" "$id"
-	expect_rc 0 && wait_status "$id" RUNNING 30 && wait_http "http://127.0.0.1:$port/" 60
+	expect_rc 0 && wait_status "$id" RUNNING 30 && wait_get "http://127.0.0.1:$port/" 60
+}
+
+# echo_10mib URL: a 10 MiB POST to URL/echo comes back byte for byte.
+echo_10mib() {
+	local want got
+	[[ -s $TMP/payload ]] || head -c $((10 << 20)) /dev/urandom >"$TMP/payload"
+	want=$(sha256sum <"$TMP/payload" | cut -d' ' -f1)
+	got=$(curl -sS -m 120 --data-binary "@$TMP/payload" "$1/echo" | sha256sum | cut -d' ' -f1)
+	[[ $got == "$want" ]] || why "POST /echo of 10 MiB came back with sha256 $got, want $want"
 }
 
 http_py() {
-	local id=comp-pyhttp url=http://127.0.0.1:$PORT want got i pids=()
+	local id=comp-pyhttp url=http://127.0.0.1:$PORT i pids=()
 	serve "$id" "$IMG_PYHTTP" "$PORT" --env "FABRICKS_LISTEN=http=127.0.0.1:$PORT" || return
 	[[ $OUT == "hello from componentize-py"* ]] || why "GET /: $OUT" || return
-	head -c $((4 << 20)) /dev/urandom >"$TMP/payload"
-	want=$(sha256sum <"$TMP/payload" | cut -d' ' -f1)
-	got=$(curl -sS -m 60 --data-binary "@$TMP/payload" "$url/echo" | sha256sum | cut -d' ' -f1)
-	[[ $got == "$want" ]] || why "POST /echo of 4 MiB came back with sha256 $got, want $want" || return
+	echo_10mib "$url" || return
 	for i in $(seq 20); do
 		curl -sS -m 60 -o "$TMP/c$i" "$url/" &
 		pids+=($!)
@@ -210,7 +236,31 @@ http_js_default_port() {
 	! (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null || why "something else serves 127.0.0.1:8080 here" || return
 	serve "$id" "$IMG_JSHTTP" 8080 || return
 	[[ $OUT == *"componentize-js"* ]] || why "GET / on the default port: $OUT" || return
+	echo_10mib http://127.0.0.1:8080 || return
 	finish "$id"
+}
+
+# SIGTERM while a slow upload is in flight: the echo completes, then the task exits 0.
+drain_in_flight() {
+	local id=comp-drain url=http://127.0.0.1:$PORT want got curl_pid
+	serve "$id" "$IMG_PYHTTP" "$PORT" --env "FABRICKS_LISTEN=http=127.0.0.1:$PORT" || return
+	head -c $((2 << 20)) /dev/urandom >"$TMP/slow"
+	want=$(sha256sum <"$TMP/slow" | cut -d' ' -f1)
+	# 2 MiB at 512 KiB/s: about 4 s on the wire, SIGTERM after 1 s.
+	curl -sS -m 60 --limit-rate 512k --data-binary "@$TMP/slow" -o "$TMP/slow.back" "$url/echo" 2>"$TMP/slow.err" &
+	curl_pid=$!
+	sleep 1
+	run_ctr task kill -s SIGTERM "$id"
+	expect_rc 0 || return
+	wait "$curl_pid" || why "the upload in flight failed after SIGTERM: $(<"$TMP/slow.err")" || return
+	got=$(sha256sum <"$TMP/slow.back" | cut -d' ' -f1)
+	[[ $got == "$want" ]] || why "the drained echo came back with sha256 $got, want $want" || return
+	wait_status "$id" STOPPED "$STOP_WAIT" || return
+	run_ctr task rm "$id"
+	expect_rc 0 || return
+	[[ $ERR != *"exit code"* ]] || why "did not exit 0 after the drain: $ERR" || return
+	run_ctr containers rm "$id"
+	expect_rc 0 && expect_gone "$id"
 }
 
 export_refused() {
@@ -231,7 +281,7 @@ run_service() {
 	"$FABRICKS" run "$COMPONENTS/py-http.wasm" --listen "http=127.0.0.1:$PORT" >"$TMP/run.out" 2>&1 &
 	pid=$!
 	BGPIDS+=("$pid")
-	if ! wait_http "http://127.0.0.1:$PORT/" 60 || [[ $OUT != "hello from componentize-py"* ]]; then
+	if ! wait_get "http://127.0.0.1:$PORT/" 60 || [[ $OUT != "hello from componentize-py"* ]]; then
 		kill -KILL "$pid"
 		wait "$pid"
 		why "GET /: ${WHY:-$OUT}"
@@ -249,6 +299,8 @@ flavour_cases() {
 	use_flavour
 	check "containerd up" harness_up || return
 	check "import the components' images" import_all || return
+	check "runwasi's component-hello-world: greeting, exit 0" hello_world
+	check "a later start compiles nothing (\"using cached module\")" second_start_cached
 	check "py command: greeting and env" py_greets
 	check "py command: args, the rootfs as /" py_args_root
 	check "py command: exit-with-code 7 is the exit status" py_exit
@@ -260,14 +312,16 @@ flavour_cases() {
 	check "past --memory-limit: exit 137, the reason on stderr, a TaskOOM event" py_oom
 	check "wasi:sockets: a listener on a declared port accepts; the port is free after the task" socket_declared
 	check "wasi:sockets: a port off the listen spec is refused (exit 3, the reason on stderr)" socket_undeclared
-	check "wasi:http (py): GET, 4 MiB echo, 20 concurrent GETs, 404, SIGTERM exits 0" http_py
-	check "wasi:http (js): no listen spec serves on 8080; SIGTERM exits 0" http_js_default_port
+	check "wasi:http (py): GET, 10 MiB echo, 20 concurrent GETs, 404, SIGTERM exits 0" http_py
+	check "wasi:http (js): no listen spec serves on 8080, 10 MiB echo; SIGTERM exits 0" http_js_default_port
+	check "wasi:http: SIGTERM with an upload in flight lets it finish, then exits 0" drain_in_flight
 	check "an #export on a component fails the create naming it" export_refused
 }
 
 import_all() {
 	import_image "$TMP/py-cli.tar" "$IMG_PY" wasi/wasm && import_image "$TMP/js-cli.tar" "$IMG_JS" wasi/wasm &&
-		import_image "$TMP/py-http.tar" "$IMG_PYHTTP" wasi/wasm && import_image "$TMP/js-http.tar" "$IMG_JSHTTP" wasi/wasm
+		import_image "$TMP/py-http.tar" "$IMG_PYHTTP" wasi/wasm && import_image "$TMP/js-http.tar" "$IMG_JSHTTP" wasi/wasm &&
+		import_image "$TMP/component-hello-world.tar" "$IMG_HELLO" wasi/wasm
 }
 
 set_flavours "$@"
@@ -285,6 +339,7 @@ check "fabricks build py-cli.wasm" pack py-cli "$IMG_PY" || prepared=0
 check "fabricks build js-cli.wasm" pack js-cli "$IMG_JS" || prepared=0
 check "fabricks build py-http.wasm" pack py-http "$IMG_PYHTTP" || prepared=0
 check "fabricks build js-http.wasm (no listen spec)" pack js-http "$IMG_JSHTTP" || prepared=0
+check "fabricks build component-hello-world.wasm" pack component-hello-world "$IMG_HELLO" || prepared=0
 if ((prepared == 0)); then
 	echo "# e2e-components: preparation failed, no containerd started"
 	summary

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 /// Runs the module or component and returns its exit status.
 pub fn run(args: RunArgs) -> Result<i32> {
-    let listen = listen_spec(&args)?;
+    // Read before anything slow, so a bad --listen fails at once.
+    let declared = declared_listen(&args)?;
     let (path, program) = match crate::pull::remote_reference(&args.target) {
         Some(reference) => {
             let step = Step::start(format!("Pulling {reference}"));
@@ -27,6 +28,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
     };
     let engine = Engine::new(EngineOptions { cache_dir: cache_dir()?, compiler: Compiler::InProcess })?;
     let loaded = load(&engine, &path)?;
+    let http_component = matches!(&loaded, Program::Component(c) if c.kind() == ComponentKind::HttpService);
+    let listen = listen_spec(&args, declared, http_component)?;
 
     let mut argv = program.argv;
     argv.extend(args.args);
@@ -69,8 +72,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
 }
 
-/// A `wasi:http` component: this process serves HTTP on the listen spec (`http=8080` when
-/// none is given, as the shim does) with a fresh instance per request.
+/// A `wasi:http` component: this process serves HTTP on the listen spec with a fresh
+/// instance per request, as the shim does.
 fn serve_component(
     engine: &Engine,
     component: &fabricks_engine::Component,
@@ -79,13 +82,9 @@ fn serve_component(
     stopper: &Stopper,
 ) -> Result<i32> {
     let program = command.args[0].clone();
-    let listen = match listen.is_empty() {
-        true => ListenSpec::parse(fabricks_listen::HTTP_COMPONENT_DEFAULT)?,
-        false => listen.clone(),
-    };
     let settings = fabricks_http::Settings::resolve(|_, var| std::env::var(var).ok(), None, None)?;
     let service = HttpService::new(engine, component, command, &Network::default(), stopper, settings.instance_memory)?;
-    let listeners = bind(&listen)?.into_iter().map(|s| s.listener).collect();
+    let listeners = bind(listen)?.into_iter().map(|s| s.listener).collect();
     log::info!("Serving {program} (wasi:http), {} requests at once", settings.instances);
     fabricks_http::serve_component(std::sync::Arc::new(service), &settings, listeners, stopper)
 }
@@ -134,12 +133,21 @@ fn serve_reactor(
 }
 
 /// `--listen`, else (for a project directory) `listen` of its fabricks.toml.
-fn listen_spec(args: &RunArgs) -> Result<ListenSpec> {
+fn declared_listen(args: &RunArgs) -> Result<ListenSpec> {
     let project = match args.target.is_dir() {
         true => Project::load(&args.target)?,
         false => Project::default(),
     };
-    let spec = project.listen_spec(&args.listen)?;
+    project.listen_spec(&args.listen)
+}
+
+/// The declared spec (for a `wasi:http` component with none, the shim's default
+/// `http=8080`), with each `-p` applied.
+fn listen_spec(args: &RunArgs, declared: ListenSpec, http_component: bool) -> Result<ListenSpec> {
+    let spec = match declared.is_empty() && http_component {
+        true => ListenSpec::parse(fabricks_listen::HTTP_COMPONENT_DEFAULT)?,
+        false => declared,
+    };
     args.publish.iter().try_fold(spec, |spec, p| publish(spec, p))
 }
 

@@ -11,6 +11,7 @@ use crate::Settings;
 pub struct Gate {
     /// One permit per running request.
     permits: Arc<Semaphore>,
+    instances: u32,
     waiting: AtomicUsize,
     max_waiting: usize,
 }
@@ -19,6 +20,7 @@ impl Gate {
     pub fn new(settings: &Settings) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(settings.instances)),
+            instances: u32::try_from(settings.instances).unwrap_or(u32::MAX),
             waiting: AtomicUsize::new(0),
             max_waiting: settings.queue,
         }
@@ -36,6 +38,12 @@ impl Gate {
         let permit = self.permits.clone().acquire_owned().await.ok();
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         permit
+    }
+
+    /// Resolves once no request is running. The semaphore is fair, so requests admitted
+    /// after this call wait until it has resolved.
+    pub async fn idle(&self) {
+        drop(self.permits.acquire_many(self.instances).await);
     }
 }
 

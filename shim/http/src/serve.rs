@@ -58,14 +58,24 @@ pub fn serve<B: Backend>(
         .build()
         .context("starting the HTTP server's threads")?;
     let gate = Arc::new(Gate::new(settings));
-    let graceful = runtime.block_on(accept_all(backend, gate, settings.timeout, listeners, stop_rx))?;
+    let graceful = runtime.block_on(accept_all(backend, gate.clone(), settings.timeout, listeners, stop_rx))?;
     if let Some(sig) = stopper.requested() {
         // Hard stop: running calls trap at their next epoch check; nothing is waited for.
         runtime.shutdown_background();
         return Ok(128 + sig);
     }
     let drain = settings.timeout + Duration::from_secs(1);
-    let drained = runtime.block_on(async { tokio::time::timeout(drain, graceful.shutdown()).await.is_ok() });
+    // Requests in flight first, then hyper's shutdown for the idle keep-alive connections:
+    // hyper's HTTP/1 graceful shutdown stops reading a request body that is still arriving,
+    // which would cut an upload in flight.
+    let drained = runtime.block_on(async {
+        tokio::time::timeout(drain, async {
+            gate.idle().await;
+            graceful.shutdown().await
+        })
+        .await
+        .is_ok()
+    });
     if !drained {
         log::warn!("requests still running {}s after the stop were cut off", drain.as_secs());
     }

@@ -183,7 +183,6 @@ fn a_10_mib_post_is_echoed_back_streaming() {
 }
 
 #[test]
-#[ignore = "open: on SIGTERM the upload of the request in flight is cut (client SendError); see the issue 11 report"]
 fn sigterm_lets_the_request_in_flight_finish() {
     for name in SERVICES {
         let Some(wasm) = built(name) else { return };

@@ -44,7 +44,7 @@ pub fn wasm_kind(bytes: &[u8]) -> Result<WasmKind> {
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
         let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
         return not_wasm(format!(
-            "not a WebAssembly binary: it starts with bytes [{}], not the wasm magic \\0asm",
+            "not a WebAssembly module or component: it starts with bytes [{}], not the wasm magic \\0asm",
             head.join(" ")
         ));
     }
@@ -271,8 +271,8 @@ mod tests {
     #[test]
     fn bad_headers_say_what_they_are() {
         let err = |bytes: &[u8]| format!("{:#}", wasm_kind(bytes).unwrap_err());
-        assert!(err(b"\x7fELF\x02\x01\x01\0").contains("not a WebAssembly binary"));
-        assert!(err(b"\0asm").contains("not a WebAssembly binary"), "too short");
+        assert!(err(b"\x7fELF\x02\x01\x01\0").contains("not a WebAssembly module or component"));
+        assert!(err(b"\0asm").contains("not a WebAssembly module or component"), "too short");
         assert!(err(b"\0asm\x0c\0\x01\0").contains("binary version 0xc"));
         assert!(err(b"\0asm\x02\0\0\0").contains("unknown version 2"));
         assert!(err(b"\0asm\x01\0\x02\0").contains("unknown WebAssembly layer 2"));
