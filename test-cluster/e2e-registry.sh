@@ -1,256 +1,222 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2016,SC2001 # `bash -c` conditions read their values as $1, $2... on purpose; sed prefixes every line
-# End-to-end tests of `fabricks push`/`build --push`/`run REF` against a real private
-# docker-registry (test-cluster/registry.sh) and image pulls by real containerds (ctr, both
-# flavours through harness.sh).
+# End-to-end tests of `fabricks push`, `build --push` and `run REF` against a real private
+# docker-registry (registry.sh; a second one with htpasswd), and of image pulls by the real
+# containerds through ctr (both flavours). CRI's pulls of such images are e2e-cri.sh's.
 #
-# usage: e2e-registry.sh            (needs root, go, cargo; apt docker-registry apache2-utils skopeo)
+# usage: e2e-registry.sh [1.6|2]...   (default both; needs root, go, cargo, jq, skopeo;
+#                                      registry.sh installs docker-registry and apache2-utils)
 #
-# Prints `ok - name` / `not ok - name: why` (details on `#` lines), then `N passed, N failed`;
-# exits 1 if any case failed. Always stops what it started. Knobs:
-#   FABRICKS_HARNESS_DIR  work dir of the registries and containerds (default /tmp/fh-reg);
-#                         its registry data is wiped at start.
-#   FABRICKS_E2E_BUILD=0  skip `cargo build --release`
-#   FABRICKS_E2E_FLAVOURS containerd flavours to pull with (default "1.6 2")
+# Cases print as lib/suite.sh says; the exit status is 1 if any case failed. Always stops what it
+# started. Knobs (see lib/suite.sh for the common ones): FABRICKS_HARNESS_DIR (default
+# /tmp/fh-reg; its registry data is wiped at start), FABRICKS_REGISTRY_PORT (5000; the htpasswd
+# registry listens on the next port).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(dirname "$HERE")
 export FABRICKS_HARNESS_DIR=${FABRICKS_HARNESS_DIR:-/tmp/fh-reg}
-FAB=${FABRICKS_CLI:-$REPO/target/release/fabricks}
-H=$HERE/harness.sh
+# shellcheck source-path=SCRIPTDIR source=lib/suite.sh
+. "$HERE/lib/suite.sh"
 R=$HERE/registry.sh
-REG=127.0.0.1:${FABRICKS_REGISTRY_PORT:-5000}
-AREG=127.0.0.1:$((${FABRICKS_REGISTRY_PORT:-5000} + 1))
-HELLO=$REG/examples/go-hello:dev
-HTTP=$REG/examples/go-http:dev
-FLAVOURS=${FABRICKS_E2E_FLAVOURS:-1.6 2}
-TMP=$(mktemp -d /tmp/fabricks-e2e-registry.XXXXXX)
-PASSED=0 FAILED=0
+readonly REG=127.0.0.1:${FABRICKS_REGISTRY_PORT:-5000} AREG=127.0.0.1:$((${FABRICKS_REGISTRY_PORT:-5000} + 1))
+readonly HELLO=$REG/examples/go-hello:dev HTTP=$REG/examples/go-http:dev
+# A docker config with the htpasswd registry's user (registry.sh writes it), and one without.
+readonly AUTH=$FABRICKS_HARNESS_DIR/registry-auth/docker
+suite_begin e2e-registry fabricks-e2e-registry
 declare -A DIGEST
-STARTED_FLAVOURS=()
+AGAIN='' AGAIN_ERR='' # the second push's JSON and stderr
 
-ok() {
-	echo "ok - $1"
-	PASSED=$((PASSED + 1))
-}
-not_ok() {
-	echo "not ok - $1: $2"
-	[[ -n ${3:-} ]] && sed 's/^/# /' <<<"$3"
-	FAILED=$((FAILED + 1))
-}
-# check NAME COND-COMMAND... : ok when the command succeeds, else not ok with $OUT as details.
-check() {
-	local name=$1 why=$2
-	shift 2
-	if "$@"; then ok "$name"; else not_ok "$name" "$why" "${OUT:-}"; fi
-}
-has() { grep -qiF -- "$1" <<<"$OUT"; }
-json() { jq -r "$1" <<<"$OUT" 2>/dev/null; }
-blob_uploads() { grep -cE '"(PUT|PATCH) /v2/[^ ]*/blobs/uploads/' "$FABRICKS_HARNESS_DIR/registry/registry.log" || true; }
-
-cleanup() {
-	local f
-	for f in "${STARTED_FLAVOURS[@]}"; do
-		"$H" down "$f" >/dev/null 2>&1 || echo "# harness down $f failed" >&2
-	done
+suite_stop() {
 	"$R" down >/dev/null 2>&1
 	"$R" down --auth >/dev/null 2>&1
-	rm -rf "$TMP"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
-# --- preparation ----------------------------------------------------------------------------
-if [[ ${FABRICKS_E2E_BUILD:-1} != 0 ]]; then
-	(cd "$REPO" && cargo build --release -q -p fabricks -p containerd-shim-fabricks 2>&1) >"$TMP/build.log" ||
-		{ cat "$TMP/build.log"; echo "0 passed, 1 failed"; exit 1; }
-fi
-rm -rf "$FABRICKS_HARNESS_DIR/registry" "$FABRICKS_HARNESS_DIR/registry-auth"
-OUT=$("$R" up 2>&1 && "$R" up --auth 2>&1)
-check "registries start (docker-registry on $REG, with htpasswd on $AREG)" "registry.sh up failed" test $? -eq 0
+registries_up() {
+	rm -rf "$FABRICKS_HARNESS_DIR/registry" "$FABRICKS_HARNESS_DIR/registry-auth"
+	run_cmd "$R" up
+	expect_rc 0 || return
+	run_cmd "$R" up --auth
+	expect_rc 0
+}
 
-# --- pushes -----------------------------------------------------------------------------------
-for ex in go-hello go-http; do
-	ref=$REG/examples/$ex:dev
-	JSON=$("$FAB" build "$REPO/examples/$ex" -o "$TMP/$ex.tar" --push "$ref" --json 2>"$TMP/$ex.err")
-	RC=$?
-	OUT="$JSON"$'\n'"$(cat "$TMP/$ex.err")"
-	bytes=$(jq -r .uploaded_bytes <<<"$JSON" 2>/dev/null)
-	digest=$(jq -r .digest <<<"$JSON" 2>/dev/null)
-	DIGEST[$ex]=$digest
-	check "build --push $ref uploads its blobs (digest ${digest:-?})" "exit $RC, uploaded_bytes=${bytes:-?}" \
-		test "$RC" -eq 0 -a "${bytes:-0}" -gt 0 -a "${digest#sha256:}" != "$digest"
-done
-OUT=$(curl -s -H 'Accept: application/vnd.oci.image.index.v1+json' "http://$REG/v2/examples/go-hello/manifests/dev")
-check "the tag is an OCI index: wasi/wasm, then linux/amd64 and linux/arm64 for CRI, and annotations" "index: $(tail -c 600 <<<"$OUT")" \
-	bash -c '[[ $(jq -r "[.manifests[].platform|.os+\"/\"+.architecture]|join(\",\")" <<<"$1" 2>/dev/null) == wasi/wasm,linux/amd64,linux/arm64 && $(jq -r ".annotations[\"org.opencontainers.image.created\"]" <<<"$1") != null ]]' _ "$(tail -n 1 <<<"$OUT")"
+blob_uploads() { grep -cE '"(PUT|PATCH) /v2/[^ ]*/blobs/uploads/' "$FABRICKS_HARNESS_DIR/registry/registry.log"; }
 
-before=$(blob_uploads)
-JSON=$("$FAB" push "$TMP/go-hello.tar" "$HELLO" --json 2>"$TMP/again.err")
-RC=$?
-OUT="$JSON"$'\n'"$(cat "$TMP/again.err")"
-after=$(blob_uploads)
-check "pushing the same image again uploads no blob" \
-	"exit $RC, uploaded_bytes=$(jq -r .uploaded_bytes <<<"$JSON" 2>/dev/null), skipped=$(jq -r .skipped_blobs <<<"$JSON" 2>/dev/null), blob uploads in the registry log $before -> $after" \
-	test "$RC" -eq 0 -a "$(jq -r .uploaded_bytes <<<"$JSON" 2>/dev/null)" = 0 -a \
-	"$(jq -r .skipped_blobs <<<"$JSON" 2>/dev/null)" = 4 -a "$before" = "$after"
-check "the second push gives the same digest and logs 'exists, skipped'" "digest $(jq -r .digest <<<"$JSON" 2>/dev/null) vs ${DIGEST[go-hello]}" \
-	bash -c '[[ $1 == "$2" ]] && grep -q "exists, skipped" "$3"' _ "$(jq -r .digest <<<"$JSON" 2>/dev/null)" "${DIGEST[go-hello]}" "$TMP/again.err"
+# json FIELD: FIELD of the last command's JSON output.
+json() { jq -r ".$1" <<<"$OUT" 2>/dev/null; }
 
-# --- fabricks run REF -----------------------------------------------------------------------
-OUT=$("$FAB" run "$HELLO" -- a b 2>&1)
-RC=$?
-check "fabricks run $HELLO -- a b" "exit $RC" \
-	bash -c '[[ $2 == 0 ]] && grep -q "Hello from Fabricks!" <<<"$1" && grep -qF "args: [\"a\" \"b\"]" <<<"$1"' _ "$OUT" "$RC"
+# --- pushes ------------------------------------------------------------------------------------
 
-JSON=$("$FAB" build "$REPO/examples/go-hello" --layer wasm -o "$TMP/go-hello-wasm.tar" \
-	--push "$REG/examples/go-hello:wasm" --json 2>"$TMP/wasm.err") &&
-	OUT=$("$FAB" run "$REG/examples/go-hello:wasm" -- w 2>&1)
-RC=$?
-check "a wasm-layer image pushes and runs from the registry" "exit $RC" \
-	bash -c '[[ $2 == 0 ]] && grep -q "Hello from Fabricks!" <<<"$1" && grep -qF "args: [\"w\"]" <<<"$1"' _ "$OUT" "$RC"
+# build_push EXAMPLE: `fabricks build --push` of the example to $REG/examples/EXAMPLE:dev uploads
+# its blobs; its digest into DIGEST[EXAMPLE].
+build_push() {
+	run_cmd "$FABRICKS" build "$TMP/src/examples/$1" -o "$TMP/$1.tar" --push "$REG/examples/$1:dev" --json
+	expect_rc 0 || return
+	DIGEST[$1]=$(json digest)
+	[[ $(json uploaded_bytes) =~ ^[1-9][0-9]*$ ]] || why "uploaded_bytes=$(json uploaded_bytes)" || return
+	[[ ${DIGEST[$1]} =~ ^sha256:[0-9a-f]{64}$ ]] || why "digest ${DIGEST[$1]}" || return
+	note "digest ${DIGEST[$1]}"
+}
 
-# --- containerd pulls and runs ----------------------------------------------------------------
-for f in $FLAVOURS; do
-	if ! OUT=$("$H" up "$f" 2>&1); then
-		not_ok "[$f] harness up" "harness.sh up $f failed" "$OUT"
-		continue
-	fi
-	STARTED_FLAVOURS+=("$f")
+index_platforms() {
+	local platforms
+	run_cmd curl -sS -H 'Accept: application/vnd.oci.image.index.v1+json' "http://$REG/v2/examples/go-hello/manifests/dev"
+	expect_rc 0 || return
+	platforms=$(jq -r '[.manifests[].platform | .os + "/" + .architecture] | join(",")' <<<"$OUT" 2>/dev/null)
+	[[ $platforms == wasi/wasm,linux/amd64,linux/arm64 ]] || why "the index's platforms are '$platforms'" || return
+	[[ $(jq -r '.annotations["org.opencontainers.image.created"]' <<<"$OUT") != null ]] || why "the index has no created annotation"
+}
+
+push_again() {
+	local before after
+	before=$(blob_uploads)
+	run_cmd "$FABRICKS" push "$TMP/go-hello.tar" "$HELLO" --json
+	after=$(blob_uploads)
+	AGAIN=$OUT AGAIN_ERR=$ERR
+	expect_rc 0 || return
+	[[ $(json uploaded_bytes) == 0 && $(json skipped_blobs) == 4 ]] ||
+		why "uploaded_bytes=$(json uploaded_bytes), skipped_blobs=$(json skipped_blobs)" || return
+	[[ $before == "$after" ]] || why "blob uploads in the registry log: $before, then $after"
+}
+
+same_digest() {
+	OUT=$AGAIN ERR=$AGAIN_ERR
+	[[ -n ${DIGEST[go-hello]:-} && $(json digest) == "${DIGEST[go-hello]}" ]] || why "digest $(json digest), first push ${DIGEST[go-hello]:-?}" || return
+	expect_out "exists, skipped"
+}
+
+# --- fabricks run REF ----------------------------------------------------------------------------
+
+run_ref() {
+	run_cmd "$FABRICKS" run "$HELLO" -- a b
+	expect_rc 0 && expect_out "Hello from Fabricks!" && expect_out 'args: ["a" "b"]'
+}
+
+wasm_layer() {
+	run_cmd "$FABRICKS" build "$TMP/src/examples/go-hello" --layer wasm -o "$TMP/go-hello-wasm.tar" --push "$REG/examples/go-hello:wasm"
+	expect_rc 0 || return
+	run_cmd "$FABRICKS" run "$REG/examples/go-hello:wasm" -- w
+	expect_rc 0 && expect_out "Hello from Fabricks!" && expect_out 'args: ["w"]'
+}
+
+# --- containerd pulls --------------------------------------------------------------------------
+
+ctr_pull() {
+	local opts=()
 	# 2.x pulls through its transfer service, whose unpacker knows only the host platform:
 	# --local pulls (and unpacks for wasi/wasm) in ctr itself, as `images import --local` does.
-	local_pull=()
-	[[ $f == 1.6 ]] || local_pull=(--local)
-	for ref in "$HELLO" "$HTTP"; do
-		OUT=$("$H" ctr "$f" images pull "${local_pull[@]}" --plain-http --platform wasi/wasm "$ref" 2>&1)
-		check "[$f] ctr images pull --plain-http $ref" "exit $?" test $? -eq 0
-	done
-	OUT=$(timeout 120 "$H" ctr "$f" run --rm --platform wasi/wasm --runtime io.containerd.fabricks.v1 \
-		"$HELLO" "reg-hello-$f" 2>&1)
-	RC=$?
-	check "[$f] ctr run --rm (fabricks runtime) $HELLO greets" "exit $RC" \
-		bash -c '[[ $2 == 0 ]] && grep -q "Hello from Fabricks!" <<<"$1"' _ "$OUT" "$RC"
-	OUT=$("$H" down "$f" 2>&1) && unset 'STARTED_FLAVOURS[-1]'
-done
-
-# --- CRI pulls and pods ---------------------------------------------------------------------
-crictl() { timeout -k 10 120 "$H" crictl "$f" "$@"; }
-
-# cri_pod NAME REF [ANNOTATIONS-JSON]: a pod (handler fabricks) running REF as it was pulled;
-# sets POD, CID, POD_IP.
-cri_pod() {
-	local annotations=${3:-'{}'}
-	cat >"$TMP/pod-$1.json" <<EOF
-{ "metadata": { "name": "$1", "namespace": "e2e-registry", "uid": "$1-$f-$$", "attempt": 0 },
-  "log_directory": "$TMP/pods/$1-$f", "annotations": $annotations, "linux": {} }
-EOF
-	cat >"$TMP/ctr-$1.json" <<EOF
-{ "metadata": { "name": "$1" }, "image": { "image": "$2" }, "log_path": "$1.log", "linux": {} }
-EOF
-	POD=$(crictl runp --runtime fabricks "$TMP/pod-$1.json" 2>&1) &&
-		CID=$(crictl create "$POD" "$TMP/ctr-$1.json" "$TMP/pod-$1.json" 2>&1) &&
-		crictl start "$CID" >/dev/null 2>&1 &&
-		POD_IP=$(crictl inspectp --ip "$POD")
+	if [[ $F == 2 ]]; then opts=(--local); fi
+	run_ctr images pull "${opts[@]}" --plain-http --platform wasi/wasm "$1"
+	expect_rc 0
 }
 
-cri_pod_gone() {
-	crictl stopp "$POD" >/dev/null 2>&1 && crictl rmp "$POD" >/dev/null 2>&1
+ctr_run_pulled() {
+	run_ctr run --rm --platform wasi/wasm --runtime "$RT" "$HELLO" reg-hello
+	expect_rc 0 && expect_out "Hello from Fabricks!" && expect_gone reg-hello
 }
 
-# until_ok TRIES CMD...: retries CMD every 0.2 s.
-until_ok() {
-	local i n=$1
+flavour_cases() {
+	use_flavour
+	check "containerd up" harness_up || return
+	check "ctr images pull --plain-http $HELLO" ctr_pull "$HELLO"
+	check "ctr images pull --plain-http $HTTP" ctr_pull "$HTTP"
+	check "ctr run --rm (fabricks runtime) of the pulled $HELLO greets" ctr_run_pulled
+	check "down" harness_down
+	check "leftovers after down" nothing_left
+}
+
+# --- credentials ---------------------------------------------------------------------------------
+
+# fab DOCKER_CONFIG ARGS...: the CLI with that docker config and none of the caller's credentials.
+fab() {
+	local dc=$1
 	shift
-	for ((i = 0; i < n; i++)); do
-		"$@" && return 0
-		sleep 0.2
-	done
-	return 1
+	run_cmd env -u FABRICKS_REGISTRY_USERNAME -u FABRICKS_REGISTRY_PASSWORD DOCKER_CONFIG="$dc" "$FABRICKS" "$@"
 }
-hello_exited() { [[ $(crictl inspect --state "$CID" 2>/dev/null) == "CONTAINER_EXITED 0" ]]; }
 
-for f in $FLAVOURS; do
-	if ! OUT=$("$H" up "$f" --cri 2>&1); then
-		not_ok "[$f] harness up --cri" "harness.sh up $f --cri failed" "$OUT"
-		continue
-	fi
-	STARTED_FLAVOURS+=("$f")
-	# What kubelet does: PullImage for the node's platform (through hosts.toml: plain HTTP).
-	for ref in "$HELLO" "$HTTP"; do
-		OUT=$(crictl pull "$ref" 2>&1)
-		check "[$f] CRI pulls $ref (node platform entry of the index)" "exit $?" test $? -eq 0
-	done
-	# The listen spec comes from the image label, as pulled: no annotation on this pod.
-	POD='' CID='' POD_IP=''
-	if cri_pod go-http "$HTTP" >"$TMP/pod.out" 2>&1; then
-		OUT=$(until_ok 150 curl -sf "http://$POD_IP:8080/healthz" && curl -sf "http://$POD_IP:8080/json")
-		check "[$f] CRI pod (handler fabricks) of the pulled $HTTP serves on its pod IP" "curl http://$POD_IP:8080/json failed" \
-			bash -c 'grep -q "\"runtime\": \"wasip1/wasm\"" <<<"$1"' _ "$OUT"
-		OUT=$(cri_pod_gone 2>&1)
-		check "[$f] the go-http pod stops and is removed" "stopp/rmp failed" test $? -eq 0
-	else
-		not_ok "[$f] CRI pod (handler fabricks) of the pulled $HTTP serves on its pod IP" "the pod did not start" "$POD $CID $(cat "$TMP/pod.out")"
-	fi
-	POD='' CID='' POD_IP=''
-	if cri_pod go-hello "$HELLO" >"$TMP/pod.out" 2>&1 && until_ok 150 hello_exited; then
-		OUT=$(crictl logs "$CID" 2>&1)
-		check "[$f] CRI pod of the pulled $HELLO greets and exits 0" "log: $OUT" \
-			bash -c 'grep -q "Hello from Fabricks!" <<<"$1" && grep -q "runtime: wasip1/wasm" <<<"$1"' _ "$OUT"
-	else
-		not_ok "[$f] CRI pod of the pulled $HELLO greets and exits 0" "state: $(crictl inspect --state "$CID" 2>&1)" "$POD $CID $(cat "$TMP/pod.out")"
-	fi
-	OUT=$(cri_pod_gone 2>&1)
-	OUT=$("$H" down "$f" 2>&1) && unset 'STARTED_FLAVOURS[-1]'
-done
+push_with_config() {
+	fab "$AUTH" push "$TMP/go-hello.tar" "$AREG/examples/go-hello:dev"
+	expect_rc 0
+}
 
-# --- credentials --------------------------------------------------------------------------------
-mkdir -p "$TMP/nodocker"
-OUT=$(DOCKER_CONFIG=$FABRICKS_HARNESS_DIR/registry-auth/docker FABRICKS_REGISTRY_USERNAME='' \
-	"$FAB" push "$TMP/go-hello.tar" "$AREG/examples/go-hello:dev" 2>&1)
-RC=$?
-check "push to the htpasswd registry with DOCKER_CONFIG credentials" "exit $RC" test $RC -eq 0
-OUT=$(DOCKER_CONFIG=$TMP/nodocker FABRICKS_REGISTRY_USERNAME='' \
-	"$FAB" push "$TMP/go-hello.tar" "$AREG/examples/go-hello:anon" 2>&1)
-RC=$?
-check "push without credentials fails naming 401 and the registry" "exit $RC" \
-	bash -c '[[ $2 != 0 ]] && grep -qi "401\|unauthorized" <<<"$1" && grep -qF "$3" <<<"$1"' _ "$OUT" "$RC" "$AREG"
+push_anonymous() {
+	fab "$TMP/nodocker" push "$TMP/go-hello.tar" "$AREG/examples/go-hello:anon"
+	expect_fail && expect_out_re -i '401|unauthorized' && expect_out "$AREG"
+}
+
 # A push that failed half-way (credentials refused) leaves nothing in the way of a retry.
-OUT=$(DOCKER_CONFIG=$TMP/nodocker "$FAB" push "$TMP/go-http.tar" "$AREG/examples/go-http:retry" 2>&1)
-OUT=$OUT$'\n'$(DOCKER_CONFIG=$FABRICKS_HARNESS_DIR/registry-auth/docker \
-	"$FAB" push "$TMP/go-http.tar" "$AREG/examples/go-http:retry" 2>&1)
-RC=$?
-check "a push retried after a refused one succeeds" "exit $RC" test $RC -eq 0
-OUT=$(DOCKER_CONFIG=$TMP/nodocker FABRICKS_REGISTRY_PASSWORD=wrong \
-	"$FAB" push "$TMP/go-hello.tar" "$AREG/examples/go-hello:wrong" --username fabricks 2>&1)
-RC=$?
-check "push with a wrong password fails naming 401 and the registry" "exit $RC" \
-	bash -c '[[ $2 != 0 ]] && grep -qi "401" <<<"$1" && grep -qF "$3" <<<"$1"' _ "$OUT" "$RC" "$AREG"
-OUT=$(printf 'fabricks-secret\n' | DOCKER_CONFIG=$TMP/nodocker \
-	"$FAB" run "$AREG/examples/go-hello:dev" --username fabricks --password-stdin -- x 2>&1)
-RC=$?
-check "run from the htpasswd registry with --username/--password-stdin" "exit $RC" \
-	bash -c '[[ $2 == 0 ]] && grep -q "Hello from Fabricks!" <<<"$1"' _ "$OUT" "$RC"
+push_retried() {
+	fab "$TMP/nodocker" push "$TMP/go-http.tar" "$AREG/examples/go-http:retry"
+	expect_fail || return
+	fab "$AUTH" push "$TMP/go-http.tar" "$AREG/examples/go-http:retry"
+	expect_rc 0
+}
 
-# --- failures -----------------------------------------------------------------------------------
-OUT=$("$FAB" push "$TMP/go-hello.tar" 127.0.0.1:5999/examples/go-hello:dev 2>&1)
-RC=$?
-check "push to an unreachable registry fails clearly" "exit $RC" \
-	bash -c '[[ $2 != 0 ]] && grep -qF "cannot reach the registry 127.0.0.1:5999" <<<"$1" && grep -qi "refused" <<<"$1"' _ "$OUT" "$RC"
-OUT=$("$FAB" run "$REG/examples/go-hello:no-such-tag" 2>&1)
-RC=$?
-check "run of a missing tag fails clearly" "exit $RC" \
-	bash -c '[[ $2 != 0 ]] && grep -qi "not found" <<<"$1" && grep -qF "404" <<<"$1" && grep -qF "$3" <<<"$1"' _ "$OUT" "$RC" "$REG"
-OUT=$("$FAB" run "$REG/examples/no-such-repo:dev" 2>&1)
-RC=$?
-check "run of a missing repository fails clearly" "exit $RC" \
-	bash -c '[[ $2 != 0 ]] && grep -qi "not found" <<<"$1" && grep -qF "$3" <<<"$1"' _ "$OUT" "$RC" "$REG"
-OUT=$("$H" pause-image "$TMP/pause.tar" 2>&1) &&
-	OUT=$(skopeo copy -q --dest-tls-verify=false "oci-archive:$TMP/pause.tar" "docker://$REG/fabricks/pause:3" 2>&1) &&
-	OUT=$("$FAB" run "$REG/fabricks/pause:3" 2>&1)
-RC=$?
-check "run of a linux image fails: not a wasm image (platform linux/amd64)" "exit $RC" \
-	bash -c '[[ $2 != 0 ]] && grep -qF "fabricks/pause:3 is not a wasm image (platform linux/amd64)" <<<"$1"' _ "$OUT" "$RC"
+push_wrong_password() {
+	run_cmd env -u FABRICKS_REGISTRY_USERNAME DOCKER_CONFIG="$TMP/nodocker" FABRICKS_REGISTRY_PASSWORD=wrong \
+		"$FABRICKS" push "$TMP/go-hello.tar" "$AREG/examples/go-hello:wrong" --username fabricks
+	expect_fail && expect_out 401 && expect_out "$AREG"
+}
 
-echo "$PASSED passed, $FAILED failed"
-[[ $FAILED == 0 ]]
+run_password_stdin() {
+	printf 'fabricks-secret\n' >"$TMP/password"
+	IN=$TMP/password fab "$TMP/nodocker" run "$AREG/examples/go-hello:dev" --username fabricks --password-stdin -- x
+	expect_rc 0 && expect_out "Hello from Fabricks!"
+}
+
+# --- failures ------------------------------------------------------------------------------------
+
+push_unreachable() {
+	run_cmd "$FABRICKS" push "$TMP/go-hello.tar" 127.0.0.1:5999/examples/go-hello:dev
+	expect_fail && expect_out "cannot reach the registry 127.0.0.1:5999" && expect_out_re -i refused
+}
+
+run_missing_tag() {
+	run_cmd "$FABRICKS" run "$REG/examples/go-hello:no-such-tag"
+	expect_fail && expect_out_re -i 'not found' && expect_out 404 && expect_out "$REG"
+}
+
+run_missing_repo() {
+	run_cmd "$FABRICKS" run "$REG/examples/no-such-repo:dev"
+	expect_fail && expect_out_re -i 'not found' && expect_out "$REG"
+}
+
+run_linux_image() {
+	run_cmd "$H" pause-image "$TMP/pause.tar"
+	expect_rc 0 || return
+	run_cmd skopeo copy -q --dest-tls-verify=false "oci-archive:$TMP/pause.tar" "docker://$REG/fabricks/pause:3"
+	expect_rc 0 || return
+	run_cmd "$FABRICKS" run "$REG/fabricks/pause:3"
+	expect_fail && expect_out "fabricks/pause:3 is not a wasm image (platform linux/amd64)"
+}
+
+# --- main ----------------------------------------------------------------------------------------
+
+set_flavours "$@"
+prepared=1
+check "install prerequisites" install_prerequisites || prepared=0
+if building; then check "cargo build shim and CLI" build_binaries || prepared=0; fi
+check "copy examples and SDK" copy_sources || prepared=0
+check "registries start (docker-registry on $REG, with htpasswd on $AREG)" registries_up || prepared=0
+((prepared)) || suite_abort "preparation failed"
+mkdir -p "$TMP/nodocker"
+
+check "build --push $REG/examples/go-hello:dev uploads its blobs" build_push go-hello
+check "build --push $REG/examples/go-http:dev uploads its blobs" build_push go-http
+check "the tag is an OCI index: wasi/wasm, then linux/amd64 and linux/arm64 for CRI, and annotations" index_platforms
+check "pushing the same image again uploads no blob" push_again
+check "the second push gives the same digest and logs 'exists, skipped'" same_digest
+check "fabricks run $HELLO -- a b" run_ref
+check "a wasm-layer image pushes and runs from the registry" wasm_layer
+for F in "${flavours[@]}"; do
+	flavour_cases
+	F=''
+done
+check "push to the htpasswd registry with DOCKER_CONFIG credentials" push_with_config
+check "push without credentials fails naming 401 and the registry" push_anonymous
+check "a push retried after a refused one succeeds" push_retried
+check "push with a wrong password fails naming 401 and the registry" push_wrong_password
+check "run from the htpasswd registry with --username/--password-stdin" run_password_stdin
+check "push to an unreachable registry fails clearly" push_unreachable
+check "run of a missing tag fails clearly" run_missing_tag
+check "run of a missing repository fails clearly" run_missing_repo
+check "run of a linux image fails: not a wasm image (platform linux/amd64)" run_linux_image
+suite_end
