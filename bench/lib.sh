@@ -8,12 +8,11 @@
 #   FABRICKS_BENCH_RUNS     runs per figure, medians taken (default 10)
 #   FABRICKS_BENCH_FLAVOUR  containerd flavour of the harness: 2 or 1.6 (default 2)
 #   FABRICKS_HARNESS_DIR    harness work dir (default /tmp/fabricks-bench; taken down at the end)
-#   FABRICKS_E2E_BUILD=0    use the binaries already built
+#   FABRICKS_E2E_BUILD=0    use the binaries already built (and lib/suite.sh's other knobs)
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 HERE=$(cd "$BENCH/../test-cluster" && pwd)
 export FABRICKS_HARNESS_DIR=${FABRICKS_HARNESS_DIR:-/tmp/fabricks-bench}
-TMO=${FABRICKS_E2E_TIMEOUT:-120}
 # shellcheck source-path=SCRIPTDIR source=../test-cluster/lib/suite.sh
 . "$HERE/lib/suite.sh"
 
@@ -31,15 +30,14 @@ bench_setup() {
 	suite_begin bench fabricks-bench
 	RESULTS=$TMP/results.tsv
 	: >"$RESULTS"
-	[[ $RUNS =~ ^[0-9]+$ ]] && ((RUNS > 0)) || { echo "FABRICKS_BENCH_RUNS must be a positive number" >&2 && exit 2; }
+	if [[ ! $RUNS =~ ^[0-9]+$ ]] || ((RUNS == 0)); then
+		echo "FABRICKS_BENCH_RUNS must be a positive number" >&2
+		exit 2
+	fi
 	F=''
 	check "install prerequisites (containerd, runc, wrk)" bench_prerequisites || prepared=0
-	if [[ ${FABRICKS_E2E_BUILD:-1} != 0 ]]; then check "cargo build shim and CLI" build_binaries || prepared=0; fi
-	# Private copies, laid out as in the repository (go-http's go.mod replaces the SDK by
-	# ../../sdk/go): `fabricks build` writes into the project's .fabricks/.
-	mkdir -p "$TMP/src/examples" "$TMP/src/sdk"
-	cp -r "$REPO/examples/go-hello" "$REPO/examples/go-http" "$TMP/src/examples/" && cp -r "$REPO/sdk/go" "$TMP/src/sdk/"
-	rm -rf "$TMP"/src/examples/*/.fabricks
+	if building; then check "cargo build shim and CLI" build_binaries || prepared=0; fi
+	check "copy examples and SDK" copy_sources || prepared=0
 	for ex in go-hello go-http; do
 		check "fabricks build $ex (wasm)" build_image "$TMP/src/examples/$ex" "localhost/bench/$ex:wasm" "$TMP/$ex-wasm.tar" --layer tar || prepared=0
 		check "fabricks build --native $ex" build_image "$TMP/src/examples/$ex" "localhost/bench/$ex:native" "$TMP/$ex-native.tar" --native || prepared=0
@@ -122,14 +120,6 @@ stop_prefix() {
 	done
 }
 
-# wait_http URL: polls until URL answers 200 (bounded by TMO).
-wait_http() {
-	local end=$((SECONDS + TMO))
-	until curl -sf -o /dev/null "$1"; do
-		((SECONDS < end)) || return 1
-	done
-}
-
 # http_start RUNTIME IMAGE ID PORT: ms from `ctr run -d` to the first 200 on PORT (host network,
 # the port from FABRICKS_LISTEN, which the Go SDK honours natively too); then removes it.
 # --null-io everywhere a server runs: with ctr's FIFOs and ctr gone, runc's shim blocks the
@@ -138,7 +128,8 @@ http_start() {
 	local t0=$EPOCHREALTIME ms
 	c run -d --null-io --net-host --runtime "$1" --env "FABRICKS_LISTEN=http=127.0.0.1:$4" "$2" "$3" >/dev/null 2>"$TMP/start.err" ||
 		{ echo "bench: ctr run $3: $(<"$TMP/start.err")" >&2 && return 1; }
-	wait_http "http://127.0.0.1:$4/healthz" || { echo "bench: $3 never answered on port $4" >&2 && return 1; }
+	# Asked again at once: the figure is the time to the first 200.
+	wait_http "http://127.0.0.1:$4/healthz" "$TMO" 0 || { echo "bench: $3 never answered on port $4" >&2 && return 1; }
 	ms=$(ms_since "$t0")
 	stop_prefix "$3" >/dev/null
 	echo "$ms"
@@ -151,7 +142,7 @@ bench_warm_up() {
 	c run --rm --runtime "$RT" "$WASM_HELLO" bw-hf >/dev/null 2>&1 && c run --rm --runtime "$RUNC_RT" "$NATIVE_HELLO" bw-hn >/dev/null 2>&1 ||
 		why "go-hello did not run on both runtimes" || return
 	http_start "$RT" "$WASM_HTTP" bw-sf 18199 >/dev/null && http_start "$RUNC_RT" "$NATIVE_HTTP" bw-sn 18198 >/dev/null ||
-		why "go-http did not serve on both runtimes"
+		why "go-http did not serve on both runtimes" || return
 }
 
 # --- results ---------------------------------------------------------------------------------

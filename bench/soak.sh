@@ -21,7 +21,6 @@ done
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/../test-cluster" && pwd)
 export FABRICKS_HARNESS_DIR=${FABRICKS_HARNESS_DIR:-/tmp/fabricks-soak}
-TMO=${FABRICKS_E2E_TIMEOUT:-120}
 # shellcheck source-path=SCRIPTDIR source=../test-cluster/lib/suite.sh
 . "$HERE/lib/suite.sh"
 readonly IMG=localhost/fabricks-soak/go-hello:tar
@@ -100,14 +99,14 @@ equal() {
 
 F=$FLAVOUR
 prepared=1
-if [[ ${FABRICKS_E2E_BUILD:-1} != 0 ]]; then check "cargo build shim and CLI" build_binaries || prepared=0; fi
-mkdir -p "$TMP/src" && cp -r "$REPO/examples/go-hello" "$TMP/src/" && rm -rf "$TMP/src/go-hello/.fabricks"
-check "fabricks build go-hello" build_image "$TMP/src/go-hello" "$IMG" "$TMP/go-hello.tar" --layer tar || prepared=0
-((prepared)) || { summary; exit 1; }
+if building; then check "cargo build shim and CLI" build_binaries || prepared=0; fi
+check "copy examples and SDK" copy_sources || prepared=0
+check "fabricks build go-hello" build_image "$TMP/src/examples/go-hello" "$IMG" "$TMP/go-hello.tar" --layer tar || prepared=0
+((prepared)) || suite_abort "preparation failed"
 use_flavour
 socket_names
-check "containerd up" harness_up || { summary; exit 1; }
-check "import go-hello" import_image "$TMP/go-hello.tar" "$IMG" wasi/wasm || { summary; exit 1; }
+check "containerd up" harness_up || suite_abort "no containerd"
+check "import go-hello" import_image "$TMP/go-hello.tar" "$IMG" wasi/wasm || suite_abort "no image"
 # One warm-up cycle first: its compiled module and origins record are meant to stay.
 check "warm-up cycle (compiles the module)" cycle 0
 settle
@@ -126,5 +125,4 @@ check "counts after equal counts before" equal
 check "harness leftovers (processes, mounts, cgroups, cache temp files) after down" harness_down
 check "nothing left after down" nothing_left
 F=''
-summary
-((failed == 0))
+suite_end

@@ -2,7 +2,7 @@
 # What CI can prove about the Kubernetes side without a cluster: the chart lints, renders
 # (default values, every value set, uninstall mode) into manifests that kubeconform -strict
 # accepts against the Kubernetes $KUBE_VERSION schemas, and so do the examples' k8s.yaml; every
-# script in test-cluster/ passes shellcheck. Installs its tools: helm and kubeconform with
+# script in test-cluster/ and bench/ passes shellcheck. Installs its tools: helm and kubeconform with
 # `go install`, the schemas generated from the OpenAPI spec in the k8s.io/kubernetes Go
 # module (kube-schemas.py), shellcheck from apt; all cached under $TOOLS.
 #
@@ -135,15 +135,19 @@ examples() {
 	validate "$REPO"/examples/*/k8s.yaml
 }
 
-# From test-cluster/, so that -x follows the scripts' `source` lines.
-shellcheck_here() { cd "$HERE" && shellcheck -x "$@"; }
+# From DIR, so that -x follows the scripts' `source` lines: shellcheck_in DIR FILE...
+shellcheck_in() { cd "$1" && shellcheck -x "${@:2}"; }
 
+# The suites and the benchmarks (which source the suites' library).
 shell_scripts() {
-	local files
+	local files benches
 	mapfile -t files < <(cd "$HERE" && find . -name '*.sh' | sort)
-	run_cmd shellcheck_here "${files[@]}"
+	run_cmd shellcheck_in "$HERE" "${files[@]}"
 	expect_rc 0 || return
-	note "shellcheck: ${#files[@]} scripts clean"
+	mapfile -t benches < <(cd "$REPO/bench" && find . -name '*.sh' | sort)
+	run_cmd shellcheck_in "$REPO/bench" "${benches[@]}"
+	expect_rc 0 || return
+	note "shellcheck: ${#files[@]} scripts in test-cluster, ${#benches[@]} in bench, clean"
 }
 
 started=$SECONDS
@@ -154,8 +158,7 @@ if check "tools: helm $HELM_VERSION, kubeconform $KUBECONFORM_VERSION, Kubernete
 	check "helm template runtimeClass.create=false | kubeconform -strict" no_runtime_class
 	check "kubeconform -strict rejects an unknown field (control)" unknown_field_fails
 	check "examples/*/k8s.yaml: runtimeClassName fabricks, limits, listen annotation; kubeconform -strict" examples
-	check "shellcheck -x on every test-cluster script" shell_scripts
+	check "shellcheck -x on every test-cluster and bench script" shell_scripts
 fi
 echo "# chart-check: $((SECONDS - started)) s"
-summary
-((failed == 0))
+suite_end

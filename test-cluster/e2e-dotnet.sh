@@ -213,7 +213,6 @@ wait_http() {
 
 # --- CRI -------------------------------------------------------------------------------------
 
-crictl() { "$H" crictl "$F" --timeout "${TMO}s" "$@"; }
 
 # `up --cri`; while another harness owns this flavour's bridge or subnet, waits and retries.
 cri_up() {
@@ -263,7 +262,7 @@ EOF
 wait_exited() {
 	local i
 	for ((i = 0; i < $1 * 5; i++)); do
-		STATE=$(crictl inspect --state "$CID" 2>/dev/null)
+		STATE=$(fcri inspect --state "$CID" 2>/dev/null)
 		[[ $STATE == CONTAINER_EXITED* ]] && return 0
 		sleep 0.2
 	done
@@ -271,18 +270,18 @@ wait_exited() {
 }
 
 cri_remove() {
-	run_cmd crictl stopp "$POD"
+	run_cmd fcri stopp "$POD"
 	expect_rc 0 || return
-	run_cmd crictl rmp "$POD"
+	run_cmd fcri rmp "$POD"
 	expect_rc 0 || return
-	[[ -z $(crictl pods -q) ]] || why "pods left: $(crictl pods)"
+	[[ -z $(fcri pods -q) ]] || why "pods left: $(fcri pods)"
 }
 
 bundle_cri() {
 	cri_pod bundle-probe "$IMG_BUNDLE" '["from", "cri"]' || return
 	wait_exited 60 || return
 	[[ $STATE == "CONTAINER_EXITED 0" ]] || why "the probe ended as '$STATE', want CONTAINER_EXITED 0" || return
-	run_cmd crictl logs "$CID"
+	run_cmd fcri logs "$CID"
 	expect_rc 0 && expect_bundle_seen '["from" "cri"]' || return
 	cri_remove
 }
@@ -291,7 +290,7 @@ hello_cri() {
 	cri_pod dotnet-hello "$IMG_HELLO" '["--exit", "3", "hello", "kubernetes"]' || return
 	wait_exited 120 || return
 	[[ $STATE == "CONTAINER_EXITED 3" ]] || why "dotnet-hello ended as '$STATE', want CONTAINER_EXITED 3" || return
-	run_cmd crictl logs "$CID"
+	run_cmd fcri logs "$CID"
 	expect_rc 0 && expect_out "Hello from Fabricks!" && expect_out 'args: ["hello" "kubernetes"]' || return
 	cri_remove
 }
@@ -299,11 +298,11 @@ hello_cri() {
 http_cri() {
 	local ip
 	cri_pod dotnet-http "$IMG_HTTP" '[]' '{ "fabricks.io/listen": "http=8080" }' || return
-	ip=$(crictl inspectp --ip "$POD")
+	ip=$(fcri inspectp --ip "$POD")
 	[[ -n $ip ]] || why "no pod IP" || return
 	wait_http "http://$ip:8080/healthz" 120 || return
 	get "http://$ip:8080/json" && [[ $BODY == *'"message": "Hello from Fabricks!"'* ]] || why "GET /json said: $BODY" || return
-	run_cmd crictl stop -t 10 "$CID"
+	run_cmd fcri stop -t 10 "$CID"
 	expect_rc 0 || return
 	cri_remove
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end tests of Fabricks' listening sockets: examples/go-http served by
-# containerd-shim-fabricks-v1 on a private containerd (harness.sh), through ctr and through CRI,
-# and by `fabricks run`. Per flavour:
+# containerd-shim-fabricks-v1 on a private containerd (harness.sh) through ctr, and by
+# `fabricks run` (go-http as a CRI pod is e2e-cri.sh's). Per flavour:
 #   ctr        `ctr run -d --net-host` of the go-http image (port 8080 from its config): /, /json,
 #              /echo, /healthz, /stream?mb=100 (length and sha256 of the deterministic content),
 #              50 concurrent requests
@@ -16,34 +16,21 @@
 #              the task's log and the next requests succeed; a full queue answers 503 with
 #              Retry-After; a request past its deadline is cut and its instance replaced; a
 #              reactor without the ABI fails the create; SIGTERM exits 0, SIGKILL 137
-#   cri        (`up --cri`) a pod with handler fabricks and the annotation: the pod IP serves,
-#              the request log reaches the CRI log, stop and removal leave no shim, netns or
-#              mount — for the command build and for the reactor build (annotation
-#              fabricks.io/instances=2)
 #   leftovers  after down, nothing of ours is left
 # and once per mode: `fabricks run examples/go-http --listen …` serves and exits 0 on SIGTERM.
 #
 # usage: e2e-http.sh [1.6|2]...      (default: both flavours; needs root, go, cargo, curl, jq,
 #                                     python3)
 #
-# Every case prints `ok - [flavour] name`, `not ok - [flavour] name: why` (details follow on `#`
-# lines) or `skip - …`; the last line is `N passed, N failed[, N skipped]`; the exit status is 1
-# if any case failed. HTTP goes only to 127.0.0.1 and to the IPs of the pods this run creates.
-# Knobs:
-#   FABRICKS_HARNESS_DIR   work dir of the containerds (default /tmp/fh-http); the suite takes
-#                          down whatever harness runs there
-#   FABRICKS_HTTP_BUILD=0  skip `cargo build --release`
-#   FABRICKS_HTTP_TIMEOUT  seconds any single ctr / CRI call may take (default 120)
-#   FABRICKS_HTTP_CRI_WAIT seconds to wait for another harness's CRI bridge to go (default 600)
-#   FABRICKS_SHIM, FABRICKS_CLI   binaries under test (default target/release/...)
+# Cases print as lib/suite.sh says; the exit status is 1 if any case failed. HTTP goes only to
+# 127.0.0.1. Knobs (see lib/suite.sh for the common ones): FABRICKS_HARNESS_DIR (default
+# /tmp/fh-http; the suite takes down whatever harness runs there).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export FABRICKS_HARNESS_DIR=${FABRICKS_HARNESS_DIR:-/tmp/fh-http}
-TMO=${FABRICKS_HTTP_TIMEOUT:-120}
 # shellcheck source-path=SCRIPTDIR source=lib/suite.sh
 . "$HERE/lib/suite.sh"
-CRI_WAIT=${FABRICKS_HTTP_CRI_WAIT:-600}
 readonly IMG=localhost/go-http:latest          # listen = "http=8080" from fabricks.toml
 readonly IMG_NOPORTS=localhost/go-http:noports # --listen '': no ExposedPorts, no label
 readonly IMG_HELLO=localhost/go-hello:latest
@@ -53,7 +40,6 @@ readonly MIB=1048576
 
 suite_begin e2e-http fh-http-e2e
 NOFLAVOUR=local
-CRI=''    # 1 when that containerd runs with CRI
 EVPID=''  # `ctr events` recorder
 OCCPID='' # a foreign listener (the port-in-use case)
 BGPIDS=() # other background processes of ours (curl, fabricks run)
@@ -122,16 +108,6 @@ get() {
 	[[ $CODE == 200 ]] || why "HTTP $CODE from $url"
 }
 
-# wait_http URL SECONDS: URL answers 200.
-wait_http() {
-	local i
-	for ((i = 0; i < $2 * 5; i++)); do
-		curl -fsS -m 2 -o /dev/null "$1" 2>/dev/null && return 0
-		sleep 0.2
-	done
-	why "$1 did not answer 200 within ${2}s"
-}
-
 # sha256 of the first $1 MiB of /stream's content: byte i is i % 251.
 pattern_sha() {
 	local i
@@ -192,15 +168,6 @@ tools_present() {
 	local t missing=()
 	for t in curl jq python3 ss sha256sum; do command -v "$t" >/dev/null || missing+=("$t"); done
 	((${#missing[@]} == 0)) || why "missing tools: ${missing[*]}"
-}
-
-# A private copy of the examples (and the SDK their go.mod replaces them with): `fabricks
-# build` writes into the project's .fabricks/, which others may be using.
-copy_sources() {
-	mkdir -p "$TMP/src/examples" "$TMP/src/sdk" || return
-	cp -r "$REPO/examples/go-http" "$REPO/examples/go-hello" "$TMP/src/examples/" &&
-		cp -r "$REPO/sdk/go" "$TMP/src/sdk/" || why "copying the sources failed" || return
-	rm -rf "$TMP"/src/examples/*/.fabricks
 }
 
 # image_config ARCHIVE: the image config JSON of a single-manifest OCI archive.
@@ -279,7 +246,6 @@ fabricks_run() {
 containerd_up() {
 	stop_events
 	harness_up || return
-	CRI=''
 	start_events
 }
 
@@ -662,179 +628,13 @@ reactor_cases() {
 	check "reactor without the Fabricks ABI (go-hello --mode reactor): ctr run fails saying what to do, no task" err_no_abi
 }
 
-# `up` empties containerd.log: the ctr phase's log (shim logs included) is kept beside the
-# flavour's work dir before the CRI phase starts.
 containerd_down() {
-	local rc
 	KEEP=''
 	stop_events
 	harness_down
-	rc=$?
-	if [[ -z $CRI ]]; then cp "$W/containerd.log" "$FABRICKS_HARNESS_DIR/e2e-http-$F-ctr.containerd.log" 2>/dev/null; fi
-	return "$rc"
-}
-
-# --- flavour cases: CRI --------------------------------------------------------------------
-
-crictl() { "$H" crictl "$F" --timeout "${CRI_TMO:-${TMO}s}" "$@"; }
-
-# `up --cri`; while another harness owns this flavour's bridge or subnet, waits and retries.
-cri_up() {
-	local waited=0 said=''
-	"$H" down "$F" >/dev/null 2>&1
-	while :; do
-		run_cmd env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$H" up "$F" --cri
-		CMD="harness.sh up $F --cri"
-		((RC == 0)) && break
-		if [[ $ERR == *"one CRI harness per flavour"* || $ERR == *"is already in use on"* ]] && ((waited < CRI_WAIT)); then
-			if [[ -z $said ]]; then
-				echo "#   [$F] another harness holds the CRI network: waiting up to ${CRI_WAIT}s (${ERR##*harness: })"
-				said=1
-			fi
-			sleep 10
-			waited=$((waited + 10))
-			continue
-		fi
-		why "harness.sh up --cri failed" || return
-	done
-	CRI=1
-	local conf
-	conf=$(cat "$W"/cni/conf/*.conflist) || why "no CNI conflist" || return
-	BRIDGE=$(sed -n 's/.*"bridge": "\([^"]*\)".*/\1/p' <<<"$conf")
-	SUBNET=$(sed -n 's/.*"subnet": "\([0-9.]*\)\.0\/24".*/\1/p' <<<"$conf")
-	CNI_NET=$(sed -n 's/.*"name": "\([^"]*\)".*/\1/p' <<<"$conf")
-	[[ -n $BRIDGE && -n $SUBNET && -n $CNI_NET ]] || why "unexpected conflist: $conf"
-}
-
-cri_image() {
-	local i
-	import_image "$TMP/go-http.tar" "$IMG" wasi/wasm k8s.io || return
-	for ((i = 0; i < 50; i++)); do
-		grep -qxF "$IMG" <<<"$(crictl images 2>/dev/null | cut -f2 | tr , '\n')" && return 0
-		sleep 0.2
-	done
-	why "CRI does not list $IMG"
-}
-
-veths() { ip -o link show master "$BRIDGE" 2>/dev/null | wc -l; }
-
-# Pid of the shim serving task $1 with our socket (CRI: the pod's shim carries the sandbox id).
-pod_shim() {
-	local p cmd
-	for p in /proc/[0-9]*; do
-		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-		if [[ $cmd == *containerd-shim-*" -id $1 "*"-address $SOCK "* ]]; then echo "${p#/proc/}"; fi
-	done
-}
-
-# cri_run MODE IMAGE: a pod of go-http built as MODE; a reactor's pod asks for 2 instances.
-cri_run() {
-	local spec extra=''
-	VETHS=$(veths)
-	if [[ $1 == reactor ]]; then extra=', "fabricks.io/instances": "2"'; fi
-	cat >"$TMP/pod.json" <<EOF
-{
-  "metadata": { "name": "go-http-$1", "namespace": "e2e-http", "uid": "e2e-http-$1-$F-$$", "attempt": 0 },
-  "log_directory": "$W/pods/go-http-$1",
-  "annotations": { "fabricks.io/listen": "http=8080"$extra },
-  "linux": {}
-}
-EOF
-	cat >"$TMP/ctr.json" <<EOF
-{
-  "metadata": { "name": "go-http" },
-  "image": { "image": "$2" },
-  "log_path": "go-http.log",
-  "linux": {}
-}
-EOF
-	cri_start "$TMP/pod.json" "$TMP/ctr.json" || return
-	run_cmd crictl inspect --state "$CID"
-	[[ $OUT == "CONTAINER_RUNNING 0" ]] || why "container state: $OUT" || return
-	POD_IP=$(crictl inspectp --ip "$POD")
-	[[ $POD_IP == "$SUBNET".* ]] || why "pod IP '$POD_IP' not in $SUBNET.0/24" || return
-	spec=$W/state/io.containerd.runtime.v2.task/k8s.io/$POD/config.json
-	NETNS=$(grep -o '"type":"network","path":"[^"]*"' "$spec" | sed 's/.*"path":"//; s/"$//')
-	[[ -n $NETNS && -e $NETNS ]] || why "no netns for the pod in $spec" || return
-	SHIM=$(pod_shim "$POD")
-	[[ -n $SHIM ]] || why "no shim process for pod $POD" || return
-	[[ -z $(pod_shim "$CID") ]] || why "the container got its own shim (not the pod's)" || return
-	note "pod ${POD:0:12} at $POD_IP, netns ${NETNS##*/}, shim pid $SHIM"
-	wait_http "http://$POD_IP:8080/healthz" 60
-}
-
-cri_http() {
-	get "http://$POD_IP:8080/" && h_root_body && get "http://$POD_IP:8080/json" && h_json_body || return
-	get_stream "http://$POD_IP:8080/stream?mb=10" 10
-}
-
-# cri_logs MODE: the request lines (a reactor's main never runs, so only the command build
-# says it listens; the reactor's shim logs the pool size the pod's annotation asked for).
-cri_logs() {
-	local l lines=('GET "/" HTTP/1.1 200' 'GET "/json" HTTP/1.1 200' 'GET "/stream?mb=10" HTTP/1.1 200 10485760B')
-	if [[ $1 == command ]]; then lines+=('go-http: listening'); fi
-	run_cmd crictl logs "$CID"
-	expect_rc 0 || return
-	for l in "${lines[@]}"; do
-		grep -qF -- "$l" <<<"$OUT" || why "the CRI log lacks '$l'" || return
-	done
-	if [[ $1 == reactor ]]; then
-		grep -qF 'reactor with 2 instances' "$W/containerd.log" || why "the shim log does not show the 2 instances of fabricks.io/instances"
-	fi
-}
-
-# cri_cases MODE IMAGE: one pod's life through CRI.
-cri_cases() {
-	if check "CRI $1: pod (handler fabricks, annotation http=8080) runs go-http" cri_run "$1" "$2"; then
-		check "CRI $1: pod IP serves /, /json and /stream?mb=10" cri_http
-		check "CRI $1: the container log (CRI logs) has the request lines" cri_logs "$1"
-		check "CRI $1: StopContainer stops go-http with exit 0" cri_stop_container
-		check "CRI $1: stop and remove the pod: no shim, netns, mount, address or veth left" cri_remove_pod
-	fi
-}
-
-# kubelet's order: StopContainer (SIGTERM, then SIGKILL after the grace period), then the pod.
-# On failure, says which of the container's stdio FIFOs the pod's shim still holds open
-# (containerd waits for their EOF before it deletes an exited task).
-cri_stop_container() {
-	local fifos
-	CRI_TMO=30s run_cmd crictl stop -t 10 "$CID"
-	CMD="crictl stop -t 10 $CID"
-	if ((RC == 0)); then
-		run_cmd crictl inspect --state "$CID"
-		[[ $OUT == "CONTAINER_EXITED 0" ]] || why "after StopContainer the state is '$OUT', want CONTAINER_EXITED 0"
-		return
-	fi
-	fifos=$(for l in /proc/"$SHIM"/fd/*; do readlink "$l"; done 2>/dev/null | grep -F "/$CID/io/" | sed 's/.*-//' | sort | paste -sd, -)
-	why "StopContainer failed (exit $RC); CRI state now $(crictl inspect --state "$CID" 2>&1); the task's exit: $(grep -F "task $CID exited" "$W/containerd.log" | sed 's/.*msg="//; s/"$//' | tail -n1); its FIFOs the pod's shim (pid $SHIM) still holds open: ${fifos:-none}"
-}
-
-cri_remove_pod() {
-	local i left
-	CRI_TMO=30s run_cmd crictl stopp "$POD"
-	CMD="crictl stopp $POD"
-	expect_rc 0 || return
-	CRI_TMO=30s run_cmd crictl rmp "$POD"
-	CMD="crictl rmp $POD"
-	expect_rc 0 || return
-	[[ -z $(crictl pods -q) ]] || why "pods left: $(crictl pods)" || return
-	for ((i = 0; i < 50; i++)); do
-		left=$(
-			if [[ -n $(pod_shim "$POD") ]]; then echo "shim pid $(pod_shim "$POD")"; fi
-			if kill -0 "$SHIM" 2>/dev/null; then echo "shim pid $SHIM"; fi
-			if [[ -e $NETNS ]]; then echo "netns $NETNS"; fi
-			awk -v a="$POD" -v b="$CID" 'index($5, a) || index($5, b) { print "mount " $5 }' /proc/self/mountinfo
-			if [[ -e $W/cni/networks/$CNI_NET/$POD_IP ]]; then echo "IPAM holds $POD_IP"; fi
-			if (($(veths) != VETHS)); then echo "the pod's veth is still on $BRIDGE"; fi
-		)
-		[[ -z $left ]] && return 0
-		sleep 0.2
-	done
-	why "left behind: ${left//$'\n'/; }"
 }
 
 flavour_cases() {
-	local up_ok
 	use_flavour
 	check "containerd up" containerd_up || return
 	check "import go-http (image port 8080)" import_image "$TMP/go-http.tar" "$IMG" wasi/wasm
@@ -885,21 +685,8 @@ flavour_cases() {
 	check "SIGKILL: go-http ends with 137, its port is released" kill_http
 	check "an exited task keeps no port: its clients are refused, a new go-http serves on it" exited_frees_port
 	check "down" containerd_down
-
-	# 5: CRI.
-	up_ok=0
-	if check "containerd up --cri" cri_up; then
-		up_ok=1
-		if check "import go-http into k8s.io, CRI lists it" cri_image &&
-			check "import go-http:reactor into k8s.io" import_image "$TMP/go-http-reactor.tar" "$IMG_REACTOR" wasi/wasm k8s.io; then
-			cri_cases command "$IMG"
-			cri_cases reactor "$IMG_REACTOR"
-		fi
-	fi
-	if ((up_ok)) || [[ -n $CRI ]]; then check "down (CRI)" containerd_down; fi
-	"$H" down "$F" >/dev/null 2>&1
-	check "leftovers after down: no shim, mount, netns or state" nothing_left
-	echo "# e2e-http: [$F] containerd logs: $FABRICKS_HARNESS_DIR/e2e-http-$F-ctr.containerd.log (ctr), $W/containerd.log (CRI)"
+	check "leftovers after down: no shim, mount or state" nothing_left
+	echo "# e2e-http: [$F] containerd log: $W/containerd.log"
 }
 
 # --- main ----------------------------------------------------------------------------------
@@ -910,18 +697,14 @@ started=$SECONDS
 prepared=1
 check "tools present (curl, jq, python3, ss)" tools_present || prepared=0
 check "install prerequisites" install_prerequisites || prepared=0
-if [[ ${FABRICKS_HTTP_BUILD:-1} != 0 ]]; then check "cargo build shim and CLI" build_binaries || prepared=0; fi
+if building; then check "cargo build shim and CLI" build_binaries || prepared=0; fi
 check "copy examples and SDK" copy_sources || prepared=0
 check "fabricks build go-http: ExposedPorts 8080/tcp, label http=8080" build_http || prepared=0
 check "fabricks build go-http --listen '': no ports" build_noports || prepared=0
 check "fabricks build go-hello" build_hello || prepared=0
 check "fabricks build --mode reactor go-http: label fabricks.io/mode=reactor" build_reactor || prepared=0
 check "fabricks build --mode reactor go-hello (no Fabricks ABI)" build_hello_reactor || prepared=0
-if ((prepared == 0)); then
-	echo "# e2e-http: preparation failed, no containerd started"
-	summary
-	exit 1
-fi
+((prepared)) || suite_abort "preparation failed, no containerd started"
 check "fabricks run go-http --listen 127.0.0.1:18090: serves / and /json, SIGTERM exits 0" fabricks_run command
 check "fabricks run --mode reactor go-http: its pool serves / and /json, SIGTERM exits 0" fabricks_run reactor
 
@@ -932,5 +715,4 @@ for F in "${flavours[@]}"; do
 	F=''
 done
 echo "# e2e-http: $((SECONDS - started)) s"
-summary
-((failed == 0))
+suite_end

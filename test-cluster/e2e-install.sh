@@ -5,11 +5,12 @@
 # the installer runs twice (the second run changes nothing), the real containerd starts on the
 # edited config and serves go-http as a CRI pod with handler `fabricks` from the shim the
 # installer copied; uninstall then restores the config byte for byte, and the same containerd
-# on it refuses the handler again. Without containerd: k3s/RKE2 templates, a node without a
-# config, a config that does not parse.
+# on it refuses the handler again (the CRI cases are Go tests: TestInstalledShim and
+# TestHandlerRefused in cri/e2e). Without containerd: k3s/RKE2 templates, a node without a
+# config, a config that does not parse, a failed restart, the installer image, the node label.
 #
-# Usage: e2e-install.sh [1.6|2]...   (default both; env as for harness.sh). Prints one line per
-# case and ends with `N passed, N failed`.
+# Usage: e2e-install.sh [1.6|2]...   (default both; env as for harness.sh and lib/suite.sh).
+# Prints one line per case and ends with `N passed, N failed`.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export FABRICKS_HARNESS_DIR=${FABRICKS_HARNESS_DIR:-/tmp/fabricks-harness}
@@ -65,13 +66,7 @@ build_all() {
 	[[ -x $INSTALLER && -x $SET_KEYS && -x $IMAGE_TOOL && -x $FABRICKS_SHIM && -x $FABRICKS ]] || why "a binary is missing"
 }
 
-# `fabricks build` writes into the project's .fabricks/: a private copy (go.mod points at the SDK).
-build_http() {
-	mkdir -p "$TMP/src/examples" && cp -r "$REPO/examples/go-http" "$TMP/src/examples/" &&
-		cp -r "$REPO/sdk" "$TMP/src/" || why "copying the sources failed" || return
-	rm -rf "$TMP/src/examples/go-http/.fabricks"
-	build_image "$TMP/src/examples/go-http" "$IMG" "$TMP/go-http.tar"
-}
+build_http() { copy_sources && build_image "$TMP/src/examples/go-http" "$IMG" "$TMP/go-http.tar"; }
 
 # --- cases without containerd --------------------------------------------------------------
 
@@ -306,50 +301,7 @@ install_again() {
 }
 
 # up_on CONFIG: the harness's containerd (with CRI and its CNI) on CONFIG as it is.
-up_on() {
-	"$H" down "$F" >/dev/null 2>&1
-	run_cmd env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE FABRICKS_HARNESS_CONFIG="$1" "$H" up "$F" --cri
-	CMD="FABRICKS_HARNESS_CONFIG=$1 harness.sh up $F --cri"
-	expect_rc 0 || return
-	same "$1" "$W/config.toml" "containerd does not run on the given config"
-}
-
-crictl() { "$H" crictl "$F" --timeout "${TMO}s" "$@"; }
-
-pod_specs() {
-	cat >"$TMP/pod.json" <<EOF
-{ "metadata": { "name": "go-http", "namespace": "e2e-install", "uid": "e2e-install-$F-$$", "attempt": 0 },
-  "log_directory": "$W/pods/go-http", "annotations": { "fabricks.io/listen": "http=8080" }, "linux": {} }
-EOF
-	cat >"$TMP/ctr.json" <<EOF
-{ "metadata": { "name": "go-http" }, "image": { "image": "$IMG" }, "log_path": "go-http.log", "linux": {} }
-EOF
-}
-
-# A pod with handler fabricks runs go-http; its shim is the binary the installer copied.
-serve_pod() {
-	local ip i exe pid
-	import_image "$TMP/go-http.tar" "$IMG" wasi/wasm k8s.io || return
-	pod_specs
-	cri_start "$TMP/pod.json" "$TMP/ctr.json" || return
-	ip=$(crictl inspectp --ip "$POD")
-	for ((i = 0; i < 300; i++)); do
-		OUT=$(curl -sS -m 2 "http://$ip:8080/" 2>&1) && break
-		sleep 0.2
-	done
-	CMD="curl http://$ip:8080/"
-	[[ $OUT == *"Hello from Fabricks"* ]] || why "go-http did not answer at $ip:8080" || return
-	for pid in $(pgrep -f "containerd-shim-fabricks-v1 .*-id $POD "); do exe=$(readlink "/proc/$pid/exe"); done
-	[[ ${exe:-} == "$ROOT/$SHIM_ON_HOST" ]] || why "the pod's shim runs ${exe:-nothing}, not the installed $ROOT/$SHIM_ON_HOST" || return
-	note "pod ${POD:0:12} at $ip answered: $OUT"
-}
-
-remove_pod() {
-	run_cmd crictl stopp "$POD"
-	expect_rc 0 || return
-	run_cmd crictl rmp "$POD"
-	expect_rc 0
-}
+up_on() { harness_up_cri "$1" && same "$1" "$W/config.toml" "containerd does not run on the given config"; }
 
 uninstall_restores() {
 	installer uninstall "$ROOT"
@@ -363,30 +315,21 @@ uninstall_again() {
 	expect_no_change uninstall
 }
 
-# The control: the same containerd on the restored config has no fabricks handler.
-refused_after() {
-	pod_specs
-	run_cmd crictl runp --runtime fabricks "$TMP/pod.json"
-	[[ $RC != 0 ]] || why "a fabricks pod started without the runtime registered" || return
-	expect_err_re 'fabricks'
-}
-
 flavour_cases() {
 	use_flavour
 	ROOT=$TMP/host-$F
-	POD=''
 	check "containerd config default, with the harness's paths, is the node's config" node_config || return
 	check "install: copies the shim, registers the runtime, keeps a backup, only adds lines" install_first || return
 	check "install again: no change" install_again
-	if check "containerd $F starts on the edited config (CRI)" up_on "$ROOT/$CONFIG_ON_HOST"; then
-		check "CRI pod with handler fabricks serves go-http from the installed shim" serve_pod
-		if [[ -n $POD ]]; then check "CRI: stop and remove the pod" remove_pod; fi
+	if check "containerd $F starts on the edited config (CRI)" up_on "$ROOT/$CONFIG_ON_HOST" &&
+		check "import go-http into k8s.io" import_image "$TMP/go-http.tar" "$IMG" wasi/wasm k8s.io; then
+		go_cases FABRICKS_CRI_INSTALLED_SHIM="$ROOT/$SHIM_ON_HOST" FABRICKS_CRI_HTTP_IMAGE="$IMG" -- -run '^TestInstalledShim$' ./e2e/
 	fi
 	check "down" harness_down
 	check "uninstall: config byte for byte the original, shim and backup gone" uninstall_restores
 	check "uninstall again: no change" uninstall_again
 	if check "containerd $F starts on the restored config (CRI)" up_on "$ROOT/$CONFIG_ON_HOST"; then
-		check "CRI refuses handler fabricks once uninstalled" refused_after
+		go_cases FABRICKS_CRI_REFUSED_HANDLER=fabricks -- -run '^TestHandlerRefused$' ./e2e/
 	fi
 	check "down" harness_down
 	check "leftovers after down" nothing_left
@@ -400,10 +343,7 @@ prepared=1
 check "install prerequisites" install_prerequisites || prepared=0
 check "tools: jq, openssl, curl, python3" tools || prepared=0
 check "cargo build shim, CLI, installer" build_all || prepared=0
-if ((prepared == 0)); then
-	summary
-	exit 1
-fi
+((prepared)) || suite_abort "preparation failed"
 check "a config that does not parse: exit 1, says so, file untouched, no backup" broken_config
 check "no config: created (version 3 for containerd 2), uninstall removes it" missing_config
 check "a failed restart: exit 1, and the next run restarts again (not 'no change')" restart_owed
@@ -421,5 +361,4 @@ if check "fabricks build go-http" build_http; then
 	done
 fi
 echo "# e2e-install: $((SECONDS - started)) s"
-summary
-((failed == 0))
+suite_end

@@ -50,7 +50,7 @@ check() {
 	if "$@"; then ok "$name"; else not_ok "$name" "$why" "${OUT:-}"; fi
 }
 skip() {
-	echo "ok - $1 # SKIP $2"
+	echo "skip - $1: $2"
 	SKIPPED=$((SKIPPED + 1))
 }
 has() { grep -qiF -- "$1" <<<"$OUT"; }

@@ -3,29 +3,24 @@
 # through ctr: images built by `fabricks build`, args/env/exit status/stdin, a wasm-layer
 # image, bind mounts, broken modules, missing entrypoints, kills, traps, a native entrypoint
 # delegated to runc, the compile cache (compiled once, cached later starts, swept with the
-# image), memory limits, cgroup placement, and nothing left behind.
+# image), memory limits, cgroup placement; the stock runc runtime on the same harness (the
+# baseline the shim's cases are read against); `down` stopping tasks still running, and
+# nothing left behind.
 #
 # usage: e2e.sh [1.6|2]...      (default: both flavours; needs root, go and cargo)
 #
-# Every case prints `ok - [flavour] name` or `not ok - [flavour] name: why` (details follow on
-# `#` lines); the last line is `N passed, N failed[, N skipped]`; the exit status is 1 if any
-# case failed. Knobs:
-#   FABRICKS_HARNESS_DIR  work dir of the containerds (default /tmp/fabricks-e2e). The suite
-#                         takes down whatever harness runs there: never share it with one you
-#                         use by hand.
-#   FABRICKS_E2E_BUILD=0  skip `cargo build --release` (test the binaries already built)
-#   FABRICKS_E2E_TIMEOUT  seconds any single ctr call may take before it counts as hung (120)
-#   FABRICKS_SHIM, FABRICKS_CLI   binaries under test (default target/release/...)
+# Cases print as lib/suite.sh says; the exit status is 1 if any case failed. Knobs (see
+# lib/suite.sh for the common ones): FABRICKS_HARNESS_DIR (default /tmp/fabricks-e2e; the suite
+# takes down whatever harness runs there: never share it with one you use by hand).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export FABRICKS_HARNESS_DIR=${FABRICKS_HARNESS_DIR:-/tmp/fabricks-e2e}
-TMO=${FABRICKS_E2E_TIMEOUT:-120}
 # shellcheck source-path=SCRIPTDIR source=lib/suite.sh
 . "$HERE/lib/suite.sh"
 readonly IMG_TAR=localhost/fabricks-e2e/go-hello:tar
 readonly IMG_WASM=localhost/fabricks-e2e/go-hello:wasm
-readonly PAUSE=localhost/fabricks/pause:3
+readonly PAUSE=localhost/fabricks/pause:3 RUNC=io.containerd.runc.v2
 readonly IMG_PROBE=localhost/fabricks-e2e/fsprobe:latest
 
 suite_begin e2e fabricks-e2e
@@ -378,6 +373,37 @@ export_entry() {
 	expect_err_re 'no function export .nope..*run' && expect_gone e2e-export2
 }
 
+# runc_stop SIGNAL STATUS: the pause image under runc itself, stopped by SIGNAL, exits STATUS.
+runc_stop() {
+	local id=e2e-runc-$1
+	run_ctr run -d --runtime "$RUNC" "$PAUSE" "$id"
+	expect_rc 0 && wait_status "$id" RUNNING 30 || return
+	run_ctr task kill -s "$1" "$id"
+	expect_rc 0 && wait_status "$id" STOPPED "$STOP_WAIT" || return
+	run_ctr task rm "$id"
+	expect_rc 0 || return
+	# ctr task rm says "exit with non-zero exit code N" unless the task exited 0.
+	if (($2 == 0)); then
+		[[ $ERR != *"exit code"* ]] || why "did not exit 0 after $1: $ERR" || return
+	else
+		expect_out "exit code $2" "the exit status" || return
+	fi
+	run_ctr containers rm "$id"
+	expect_rc 0 && expect_gone "$id"
+}
+
+# Tasks still running when the harness goes down (a pause under runc, a sleeping module under
+# our shim): `down` must stop them; `leftovers` then checks nothing of them is left. (The sweep
+# case before removed go-hello's names: imported again.)
+left_running() {
+	KEEP='e2e-left-runc e2e-left-wasm'
+	import_image "$TMP/go-hello-tar.tar" "$IMG_TAR" wasi/wasm || return
+	run_ctr run -d --runtime "$RUNC" "$PAUSE" e2e-left-runc
+	expect_rc 0 && wait_status e2e-left-runc RUNNING 30 || return
+	run_ctr run -d --runtime "$RT" "$IMG_TAR" e2e-left-wasm /go-hello.wasm --sleep 300s
+	expect_rc 0 && wait_status e2e-left-wasm RUNNING 30
+}
+
 flavour_cases() {
 	use_flavour
 	check "containerd up" harness_up || return
@@ -417,6 +443,8 @@ flavour_cases() {
 	check "entrypoint /m.wasm#run runs the export and exits with its status" export_entry
 	check "import the native pause image" import_image "$TMP/pause.tar" "$PAUSE"
 	check "native pause runs under runc through the shim, stops on SIGTERM" pause_native
+	check "runc itself: pause exits 0 on SIGTERM, nothing left" runc_stop SIGTERM 0
+	check "runc itself: SIGKILL is exit 137, nothing left" runc_stop SIGKILL 137
 	check "the module compiled once and is in the cache" compiled_once
 	check "a later start does no compilation (\"using cached module\")" second_start_cached
 	check "within --memory-limit: the module allocates and exits 0" memory_within_limit
@@ -424,6 +452,7 @@ flavour_cases() {
 	check "the module thread is in the container's cpu/cpuacct cgroups, gone after delete" cgroup_placement
 	check "a shim killed under its module leaves no cgroup, mount or state" shim_killed
 	check "removing the image's names: the next shim's sweep removes its compiled module" cache_swept_with_image
+	check "tasks left running for down: a pause under runc, a sleeping module" left_running
 }
 
 # --- main ----------------------------------------------------------------------------------
@@ -433,28 +462,22 @@ started=$SECONDS
 
 prepared=1
 check "install prerequisites" install_prerequisites # not fatal: what is missing fails later
-if [[ ${FABRICKS_E2E_BUILD:-1} != 0 ]]; then check "cargo build shim and CLI" build_binaries || prepared=0; fi
-mkdir -p "$TMP/src"
-# A private copy: `fabricks build` writes into the project's .fabricks/, which others may use.
-cp -r "$REPO/examples/go-hello" "$REPO/test-cluster/programs/fsprobe" "$TMP/src/" && rm -rf "$TMP/src/"*/.fabricks
-check "fabricks build (tar layer)" build_image "$TMP/src/go-hello" "$IMG_TAR" "$TMP/go-hello-tar.tar" --layer tar || prepared=0
-check "fabricks build --layer wasm" build_image "$TMP/src/go-hello" "$IMG_WASM" "$TMP/go-hello-wasm.tar" --layer wasm
+if building; then check "cargo build shim and CLI" build_binaries || prepared=0; fi
+check "copy examples and SDK" copy_sources || prepared=0
+check "fabricks build (tar layer)" build_image "$TMP/src/examples/go-hello" "$IMG_TAR" "$TMP/go-hello-tar.tar" --layer tar || prepared=0
+check "fabricks build --layer wasm" build_image "$TMP/src/examples/go-hello" "$IMG_WASM" "$TMP/go-hello-wasm.tar" --layer wasm
 check "the tar-layer image holds /go-hello.wasm" extract_module || prepared=0
 check "harness pause image" make_pause_image
+cp -r "$REPO/test-cluster/programs/fsprobe" "$TMP/src/" && rm -rf "$TMP/src/fsprobe/.fabricks"
 check "fabricks build test-cluster/programs/fsprobe" build_image "$TMP/src/fsprobe" "$IMG_PROBE" "$TMP/fsprobe.tar" || prepared=0
-if ((prepared == 0)); then
-	echo "# e2e: preparation failed, no containerd started"
-	summary
-	exit 1
-fi
+((prepared)) || suite_abort "preparation failed, no containerd started"
 make_rootfses
 
 for F in "${flavours[@]}"; do
 	flavour_cases
-	check "down" harness_down
+	check "down stops what runs" harness_down
 	check "leftovers after down: no shim, mount or state" nothing_left
-	F=''
+	KEEP='' F=''
 done
 echo "# e2e: $((SECONDS - started)) s"
-summary
-((failed == 0))
+suite_end

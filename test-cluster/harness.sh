@@ -193,10 +193,10 @@ build_containerd2() {
 }
 
 # The CRI client (crictl does not install from the module proxy here: see README), built once
-# per source version into the tools cache.
+# per source version (its module files and non-test sources) into the tools cache.
 fcri_bin() {
 	local h
-	h=$(cat "$HERE"/cri/go.mod "$HERE"/cri/go.sum "$HERE"/cri/*.go | sha256sum | cut -c1-16)
+	h=$(cd "$HERE/cri" && find . -name '*.go' ! -name '*_test.go' | sort | xargs cat go.mod go.sum | sha256sum | cut -c1-16)
 	echo "$TOOLS/fcri-$h/fcri"
 }
 
@@ -210,9 +210,16 @@ build_fcri() {
 	mv "$bin.partial" "$bin"
 }
 
+# fcri ARGS...: the CRI client on our socket (built on first use).
+fcri() {
+	build_fcri
+	"$(fcri_bin)" --runtime-endpoint "unix://$SOCK" "$@"
+}
+
 cmd_install() {
-	# containernetworking-plugins: CNI for `up --cri`; iputils-ping: cri-smoke pings pod IPs.
-	local pkgs=(runc gcc libc6-dev musl-tools iproute2 containernetworking-plugins iputils-ping)
+	# containernetworking-plugins: CNI for `up --cri`; iputils-ping: the CRI tests ping pod IPs;
+	# jq: the suites read `go test -json`.
+	local pkgs=(runc gcc libc6-dev musl-tools iproute2 containernetworking-plugins iputils-ping jq)
 	case ${1:-all} in
 	1.6 | all) pkgs+=(containerd) ;;
 	2) ;;
@@ -480,11 +487,10 @@ cmd_up() {
 # The sandbox image into CRI's namespace (CRI never pulls it: it is present), then waits until
 # CRI answers and lists it.
 cri_up() {
-	local fcri _
-	fcri=$(fcri_bin)
+	local _
 	c -n "$CRI_NS" images import "$W/pause.tar" >/dev/null
 	for _ in {1..50}; do
-		if grep -qxF "$CRI_IMAGE" <<<"$("$fcri" -r "unix://$SOCK" --timeout 2s images 2>/dev/null | cut -f2 | tr , '\n')"; then return 0; fi
+		if grep -qxF "$CRI_IMAGE" <<<"$(fcri --timeout 2s images 2>/dev/null | cut -f2 | tr , '\n')"; then return 0; fi
 		sleep 0.2
 	done
 	echo "harness: CRI does not answer or does not list $CRI_IMAGE" >&2
@@ -494,12 +500,11 @@ cri_up() {
 # Stops and removes CRI's pods as kubelet would, so CNI releases their addresses and veths
 # (ctr alone would bypass CRI). Whatever remains is cleaned up by hand after containerd stops.
 cri_down() {
-	local fcri pod
-	fcri=$(fcri_bin)
-	[[ -x $fcri ]] || return 0
-	for pod in $("$fcri" -r "unix://$SOCK" --timeout 10s pods -q 2>/dev/null); do
-		"$fcri" -r "unix://$SOCK" --timeout 30s stopp "$pod" >/dev/null 2>&1 || true
-		"$fcri" -r "unix://$SOCK" --timeout 30s rmp "$pod" >/dev/null 2>&1 || true
+	local pod
+	[[ -x $(fcri_bin) ]] || return 0
+	for pod in $(fcri --timeout 10s pods -q 2>/dev/null); do
+		fcri --timeout 30s stopp "$pod" >/dev/null 2>&1 || true
+		fcri --timeout 30s rmp "$pod" >/dev/null 2>&1 || true
 	done
 }
 
@@ -592,10 +597,6 @@ cmd_env() {
 	printf 'export CONTAINER_RUNTIME_ENDPOINT=%q FCRI=%q\n' "unix://$SOCK" "$(fcri_bin)"
 }
 
-cmd_crictl() {
-	build_fcri
-	"$(fcri_bin)" --runtime-endpoint "unix://$SOCK" "$@"
-}
 
 # A hand-written OCI layout (one uncompressed layer): fewer tools and a reproducible digest.
 cmd_pause_image() {
@@ -658,7 +659,7 @@ leftovers) cmd_leftovers ;;
 env) cmd_env ;;
 install-shim) cmd_install_shim ;;
 ctr) c "$@" ;;
-crictl) cmd_crictl "$@" ;;
+crictl) fcri "$@" ;;
 pause-image) cmd_pause_image "$@" ;;
 *) usage ;;
 esac

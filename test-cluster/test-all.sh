@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every Fabricks test on this machine: the workspace's unit and integration tests (cargo),
 # the Go packages' tests, then the end-to-end suites against real containerds (Debian 1.6
-# and a built 2.x, through ctr and CRI) with the freshly built shim, a 50-cycle soak, the node
-# installer on their real configs, and the chart and manifests (helm, kubeconform, shellcheck).
-# Installs what it needs; ends with one `N passed, N failed` line.
+# and a built 2.x, through ctr and CRI: the CRI cases are Go tests in test-cluster/cri/e2e) with
+# the freshly built shim, a 50-cycle soak, the node installer on their real configs, and the
+# chart and manifests (helm, kubeconform, shellcheck). Installs what it needs; ends with one
+# `total: N passed, N failed[, N skipped]` line.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$HERE/.."
@@ -51,7 +52,8 @@ echo "== cargo test"
 cargo test --release --locked --workspace 2>&1 | tee "$log/cargo" || rc=1
 
 echo "== go test"
-for mod in sdk/go examples/go-hello examples/go-http; do
+# test-cluster/cri/client: the CRI client's unit tests (its end-to-end tests run in e2e-cri.sh).
+for mod in sdk/go examples/go-hello examples/go-http test-cluster/cri/client; do
 	(cd "$mod" && go test -v -count=1 ./...) 2>&1 | tee -a "$log/go" || rc=1
 done
 
@@ -65,6 +67,8 @@ echo "== end to end: .NET (AppBundles; the .NET examples where dotnet with a WAS
 test-cluster/e2e-dotnet.sh 1.6 2 2>&1 | tee -a "$log/e2e" || rc=1
 echo "== end to end: registries"
 test-cluster/e2e-registry.sh 2>&1 | tee -a "$log/e2e" || rc=1
+echo "== end to end: pods through CRI"
+test-cluster/e2e-cri.sh 1.6 2 2>&1 | tee -a "$log/e2e" || rc=1
 # The short soak: 50 create/start/kill/delete cycles, counts before and after (bench/ has
 # the 1000-cycle run and the benchmarks, which are not part of CI).
 echo "== soak: 50 cycles"
@@ -79,13 +83,14 @@ if ! test-cluster/e2e-k8s.sh 2>&1 | tee -a "$log/e2e"; then
 	tail -n 20 "$log/kube-build" "$log/vm-image" 2>/dev/null | sed 's/^/# /'
 fi
 
-# One closing line for the whole run, so a run that tested nothing shows.
+# One closing line for the whole run, so a run that tested nothing shows; what could not run
+# (ignored Rust tests, skipped cases and Go tests) is counted as skipped.
 passed=0 failed=0 skipped=0
 while read -r p f s; do
 	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + ${s:-0}))
 done < <(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed; ([0-9]+) ignored.*/\1 \2 \3/p' "$log/cargo"
-	sed -nE 's/^([0-9]+) passed, ([0-9]+) failed(, ([0-9]+) skipped)?.*/\1 \2 \4/p' "$log/e2e"
+	sed -nE 's/^([0-9]+) passed, ([0-9]+) failed(, ([0-9]+) skipped)?$/\1 \2 \4/p' "$log/e2e"
 	echo "$(grep -c '^--- PASS' "$log/go") $(grep -c '^--- FAIL' "$log/go") $(grep -c '^--- SKIP' "$log/go")")
 if ((failed > 0)); then rc=1; fi
-echo "total: $passed passed, $failed failed, $skipped skipped"
+echo "total: $passed passed, $failed failed$( ((skipped == 0)) || echo ", $skipped skipped")"
 exit "$rc"

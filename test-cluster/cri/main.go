@@ -4,7 +4,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -17,11 +16,11 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"fabricks.dev/test-cluster/cri/client"
 )
 
 const usage = `usage: fcri [--runtime-endpoint unix:///path.sock] [--timeout 30s] COMMAND [ARGS...]
@@ -61,16 +60,12 @@ func main() {
 		top.Usage()
 		os.Exit(2)
 	}
-	if !strings.Contains(*endpoint, "://") {
-		*endpoint = "unix://" + *endpoint
-	}
-	conn, err := grpc.NewClient(*endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := client.Dial(*endpoint)
 	if err != nil {
 		fatal(err)
 	}
-	defer conn.Close()
-	rt = cri.NewRuntimeServiceClient(conn)
-	img = cri.NewImageServiceClient(conn)
+	defer c.Close()
+	rt, img = c.Runtime, c.Image
 	cmd, ok := commands[args[0]]
 	if !ok {
 		top.Usage()
@@ -154,18 +149,6 @@ func eachID(call func(context.Context, string) error) func([]string) error {
 	}
 }
 
-// readJSON fills m from a crictl-style JSON file (snake_case or lowerCamelCase field names).
-func readJSON(path string, m proto.Message) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := protojson.Unmarshal(b, m); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
-}
-
 func printJSON(m map[string]any) error {
 	var buf bytes.Buffer
 	buf.WriteString("{")
@@ -223,7 +206,7 @@ func runp(args []string) error {
 		return err
 	}
 	var cfg cri.PodSandboxConfig
-	if err := readJSON(a[0], &cfg); err != nil {
+	if err := client.LoadJSON(a[0], &cfg); err != nil {
 		return err
 	}
 	c, cancel := ctx()
@@ -322,10 +305,10 @@ func create(args []string) error {
 	}
 	var ctr cri.ContainerConfig
 	var pod cri.PodSandboxConfig
-	if err := readJSON(a[1], &ctr); err != nil {
+	if err := client.LoadJSON(a[1], &ctr); err != nil {
 		return err
 	}
-	if err := readJSON(a[2], &pod); err != nil {
+	if err := client.LoadJSON(a[2], &pod); err != nil {
 		return err
 	}
 	c, cancel := ctx()
@@ -425,27 +408,8 @@ func logs(args []string) error {
 	}
 	defer f.Close()
 	out := map[string]io.Writer{"stdout": os.Stdout, "stderr": os.Stderr}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
-	for sc.Scan() {
-		parts := strings.SplitN(sc.Text(), " ", 4)
-		if len(parts) < 3 {
-			continue
-		}
-		w, ok := out[parts[1]]
-		if !ok {
-			continue
-		}
-		content := ""
-		if len(parts) == 4 {
-			content = parts[3]
-		}
-		if parts[2] != "P" {
-			content += "\n"
-		}
-		if _, err := io.WriteString(w, content); err != nil {
-			return err
-		}
-	}
-	return sc.Err()
+	return client.ParseLog(f, func(stream, content string) error {
+		_, err := io.WriteString(out[stream], content)
+		return err
+	})
 }

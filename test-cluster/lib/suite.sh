@@ -1,19 +1,24 @@
 # shellcheck shell=bash
-# What the end-to-end suites (e2e.sh, e2e-http.sh) share: result lines and the closing count,
-# running ctr and other commands with their output captured, the expectations cases are built
-# from, waiting for tasks and files, what a container leaves behind, the harness's containerd
-# (up, down, leftovers) and the EXIT trap. Sourced; a suite then calls suite_begin.
+# The one library of the shell suites (e2e*.sh, chart-check.sh) and the benchmarks (bench/):
+# result lines and the closing count, running ctr and other commands with their output
+# captured, the expectations cases are built from, waiting for tasks, files and URLs, what a
+# container leaves behind, the harness's containerd (up, up --cri, down, leftovers), the Go CRI
+# tests as cases (go_cases) and the EXIT trap. Sourced; a suite then calls suite_begin.
 #
 # Set by the suite before sourcing:
 #   HERE                  the suite's directory (test-cluster)
 #   FABRICKS_HARNESS_DIR  (exported) work dir of the containerds
-#   TMO                   seconds any single ctr call may take before it counts as hung (120)
 # and before its first case, if it wants:
 #   NOFLAVOUR             label of the cases run outside any flavour ('' = none: `ok - name`)
 #   RETRY_MISSING=1       a case that failed only because expected output was missing (see
 #                         expect_out) runs once more
 #   KEEP                  containers that outlive their case (not removed between cases)
 #   suite_stop            a function the EXIT trap calls first (to end background processes)
+# Knobs every suite takes:
+#   FABRICKS_E2E_BUILD=0      skip `cargo build --release` (test the binaries already built)
+#   FABRICKS_E2E_TIMEOUT      seconds any single ctr call may take before it counts as hung (120)
+#   FABRICKS_E2E_CRI_WAIT     seconds `up --cri` waits for another harness's CRI network (600)
+#   FABRICKS_SHIM, FABRICKS_CLI   binaries under test (default target/release/...)
 # Every case prints `ok - [flavour] name`, `not ok - [flavour] name: why` (details follow on `#`
 # lines) or `skip - [flavour] name: why`; the last line is `N passed, N failed[, N skipped]`.
 
@@ -21,7 +26,8 @@ REPO=$(dirname "$HERE")
 H=$HERE/harness.sh
 export FABRICKS_SHIM=${FABRICKS_SHIM:-$REPO/target/release/containerd-shim-fabricks-v1}
 FABRICKS=${FABRICKS_CLI:-$REPO/target/release/fabricks}
-: "${TMO:=120}"
+TMO=${TMO:-${FABRICKS_E2E_TIMEOUT:-120}}
+CRI_WAIT=${FABRICKS_E2E_CRI_WAIT:-600}
 # shellcheck disable=SC2034 # used by the suites
 STOP_WAIT=30 # seconds a stopped task gets to stop: a bound for hangs, not a benchmark
 # shellcheck disable=SC2034
@@ -118,6 +124,19 @@ summary() {
 	((skipped == 0)) || s+=", $skipped skipped"
 	echo "$s"
 	summarized=1
+}
+
+# suite_end: the closing line; the suite's status (1 if any case failed).
+suite_end() {
+	summary
+	((failed == 0))
+}
+
+# suite_abort WHY: preparation failed; the closing line, exit 1.
+suite_abort() {
+	echo "# $SUITE: $*"
+	summary
+	exit 1
 }
 
 # why MESSAGE: records why the running case failed; always returns 1.
@@ -223,12 +242,20 @@ expect_out() {
 	}
 }
 
-# expect_out_re REGEX: the last command's stdout+stderr matches the extended regex.
+# expect_out_re [-i] REGEX: stdout+stderr match the extended regex (-i: ignoring case).
 expect_out_re() {
-	grep -Eq -- "$1" <<<"$OUT"$'\n'"$ERR" || {
+	local i=()
+	if [[ $1 == -i ]]; then i=(-i) && shift; fi
+	grep -Eq "${i[@]}" -- "$1" <<<"$OUT"$'\n'"$ERR" || {
 		MISSING=1
 		why "output does not match /$1/"
 	}
+}
+
+# expect_fail: the last command failed (and did not hang).
+expect_fail() {
+	[[ $RC != timeout ]] || return 1
+	[[ $RC != 0 ]] || why "exit status 0, want a failure"
 }
 
 # expect_err_re REGEX: stderr matches the extended regex.
@@ -263,6 +290,16 @@ wait_file() {
 	why "\"$2\" never appeared in $1"
 }
 
+# wait_http URL [SECONDS [POLL]]: URL answers 200 within SECONDS (TMO), asked every POLL
+# seconds (0.2; 0: at once again, for a start-up figure).
+wait_http() {
+	local end=$((SECONDS + ${2:-$TMO})) poll=${3:-0.2}
+	until curl -fsS -m 2 -o /dev/null "$1" 2>/dev/null; do
+		((SECONDS < end)) || why "$1 did not answer 200 within ${2:-$TMO}s" || return
+		[[ $poll == 0 ]] || sleep "$poll"
+	done
+}
+
 # Pids of our shims serving container $1.
 shim_pids() {
 	local p cmd
@@ -275,16 +312,21 @@ shim_pids() {
 	done
 }
 
+# fcri ARGS...: the CRI client (harness.sh crictl: the one wrapper of test-cluster/cri's fcri)
+# on flavour $F's containerd, each call bounded by CRI_TMO (TMO seconds).
+fcri() { "$H" crictl "$F" --timeout "${CRI_TMO:-${TMO}s}" "$@"; }
+
 # cri_start POD.json CTR.json: RunPodSandbox (handler fabricks), CreateContainer and
-# StartContainer through the suite's own `crictl`; sets POD and CID.
+# StartContainer; sets POD and CID. For flows still in shell: the CRI cases of this repository
+# are Go tests (go_cases).
 cri_start() {
-	run_cmd crictl runp --runtime fabricks "$1"
+	run_cmd fcri runp --runtime fabricks "$1"
 	expect_rc 0 || return
 	POD=$OUT
-	run_cmd crictl create "$POD" "$2" "$1"
+	run_cmd fcri create "$POD" "$2" "$1"
 	expect_rc 0 || return
 	CID=$OUT
-	run_cmd crictl start "$CID"
+	run_cmd fcri start "$CID"
 	expect_rc 0
 }
 
@@ -298,14 +340,16 @@ listed() {
 }
 
 # remains ID [task]: what is left of container ID: its task, container (unless `task`), shim,
-# mounts, runc state and processes.
+# mounts, runc state (runc's, or our shim's for native entrypoints) and processes.
 remains() {
 	local id=$1 d
 	if listed "$id" c task ls -q 2>/dev/null; then echo "task $id"; fi
 	if [[ ${2:-} != task ]] && listed "$id" c containers ls -q 2>/dev/null; then echo "container $id"; fi
 	shim_pids "$id" | sed 's/^/shim pid /'
 	awk -v p="/$NS/$id/" 'index($5, p) { print "mount " $5 }' /proc/self/mountinfo
-	if [[ -e /run/containerd/fabricks/runc/$NS/$id ]]; then echo "runc state /run/containerd/fabricks/runc/$NS/$id"; fi
+	for d in /run/containerd/runc /run/containerd/fabricks/runc; do
+		if [[ -e $d/$NS/$id ]]; then echo "runc state $d/$NS/$id"; fi
+	done
 	cat /sys/fs/cgroup/{,*/}"$NS/$id"/cgroup.procs 2>/dev/null | sort -u | sed 's/^/process /'
 	for d in /sys/fs/cgroup/{,*/}"$NS/$id"; do if [[ -d $d ]]; then echo "cgroup $d"; fi; done
 }
@@ -371,10 +415,23 @@ install_prerequisites() {
 	expect_rc 0
 }
 
+# building: the suite builds the binaries it tests (unless FABRICKS_E2E_BUILD=0).
+building() { [[ ${FABRICKS_E2E_BUILD:-1} != 0 ]]; }
+
 build_binaries() {
 	run_cmd cargo build --release --manifest-path "$REPO/Cargo.toml" -p containerd-shim-fabricks -p fabricks
 	expect_rc 0 || return
 	[[ -x $FABRICKS_SHIM && -x $FABRICKS ]] || why "no $FABRICKS_SHIM or $FABRICKS"
+}
+
+# copy_sources: a private copy of the examples and the Go SDK (their go.mod replaces it with
+# ../../sdk/go) in $TMP/src/{examples,sdk}: `fabricks build` writes into the project's
+# .fabricks/, which others may be using.
+copy_sources() {
+	mkdir -p "$TMP/src/examples" "$TMP/src/sdk" || return
+	cp -r "$REPO/examples/go-http" "$REPO/examples/go-hello" "$TMP/src/examples/" &&
+		cp -r "$REPO/sdk/go" "$TMP/src/sdk/" || why "copying the sources failed" || return
+	rm -rf "$TMP"/src/examples/*/.fabricks
 }
 
 # build_image DIR REF OUT.tar [ARGS...]: `fabricks build DIR -o OUT.tar -t REF ARGS...` makes
@@ -401,6 +458,25 @@ harness_up() {
 	expect_rc 0
 }
 
+# harness_up_cri [CONFIG]: a fresh containerd of flavour $F with its CRI plugin and CNI (on
+# CONFIG as it is, if given). While another harness holds this flavour's CNI bridge or subnet
+# (one CRI harness per flavour on a machine), waits for it, up to CRI_WAIT seconds.
+harness_up_cri() {
+	local waited=0 cfg=()
+	if [[ -n ${1:-} ]]; then cfg=(FABRICKS_HARNESS_CONFIG="$1"); fi
+	"$H" down "$F" >/dev/null 2>&1
+	while :; do
+		run_cmd env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "${cfg[@]}" "$H" up "$F" --cri
+		CMD="${1:+FABRICKS_HARNESS_CONFIG=$1 }harness.sh up $F --cri"
+		((RC == 0)) && return
+		[[ $ERR == *"one CRI harness per flavour"* || $ERR == *"is already in use on"* ]] && ((waited < CRI_WAIT)) ||
+			why "harness.sh up --cri failed" || return
+		if ((waited == 0)); then echo "#   $(label "another harness holds the CRI network: waiting up to ${CRI_WAIT}s (${ERR##*harness: })")"; fi
+		sleep 10
+		waited=$((waited + 10))
+	done
+}
+
 harness_down() {
 	run_cmd "$H" down "$F"
 	CMD="harness.sh down $F"
@@ -420,4 +496,60 @@ nothing_left() {
 		awk -v p="$TMP/" 'index($5, p) == 1 { print "mount " $5 }' /proc/self/mountinfo
 	)
 	[[ -z $extra ]] || why "left behind: ${extra//$'\n'/; }"
+}
+
+# --- the Go CRI tests ------------------------------------------------------------------------
+
+# go_cases [VAR=VALUE...] -- [GO TEST ARGS...]: Go tests as cases of this suite: `go test -json`
+# in test-cluster/cri (default package ./e2e/: the CRI tests, which take the harness's
+# containerd from the environment `use_flavour` exported) with VAR=VALUE set. Every test
+# without subtests is a case (`ok`, `not ok` or `skip` with its last log line as the reason);
+# a parent counts only when it fails by itself. Go's output goes before, as `#` lines. A run
+# with no test, or a failed `go test` without a failed test (a build error), is a failed case.
+go_cases() {
+	local vars=() before=$((passed + failed + skipped)) failures=$failed kind name rest rc
+	local -A children child_failed last
+	while (($#)) && [[ $1 != -- ]]; do vars+=("$1") && shift; done
+	shift
+	(($#)) || set -- ./e2e/
+	CMD='' OUT='' ERR='' RC=0
+	command -v jq >/dev/null || { fail "go test $*" "no jq (harness.sh install installs it)" && return 1; }
+	# Fields split by US (0x1f): tabs are whitespace to `read` and empty fields would merge.
+	while IFS=$'\x1f' read -r kind name rest; do
+		if [[ $kind == O ]]; then
+			[[ $rest =~ ^(===\ (RUN|PAUSE|CONT|NAME)|\ *---\ (PASS|FAIL|SKIP):|PASS$|ok\ ) ]] || echo "#   $rest"
+			if [[ -n $name && $rest =~ ^\ +[A-Za-z0-9_]+\.go:[0-9]+:\ (.*) ]]; then last[$name]=${BASH_REMATCH[1]}; fi
+			continue
+		fi
+		if [[ -z ${children[$name]:-} ]]; then
+			case $rest in
+			pass) pass "$name" ;;
+			skip) skip "$name" "${last[$name]:-skipped}" ;;
+			*) fail "$name" "${last[$name]:-failed}" ;;
+			esac
+		elif [[ $rest == fail && -z ${child_failed[$name]:-} ]]; then
+			fail "$name" "${last[$name]:-failed}"
+		fi
+		while [[ $name == */* ]]; do
+			name=${name%/*}
+			children[$name]=1
+			if [[ $rest == fail ]]; then child_failed[$name]=1; fi
+		done
+	done < <(
+		{
+			(cd "$HERE/cri" && env "${vars[@]}" go test -json -count=1 -timeout 30m "$@" 2>&1)
+			echo $? >"$TMP/go.rc"
+		} | jq -R --unbuffered -r '(fromjson? // {Action: "output", Output: .}) as $e
+			| if $e.Action == "output" then "O\u001f\($e.Test // "")\u001f\($e.Output | rtrimstr("\n"))"
+			  elif $e.Test != null and ($e.Action | IN("pass", "fail", "skip")) then "R\u001f\($e.Test)\u001f\($e.Action)"
+			  else empty end'
+	)
+	rc=$(cat "$TMP/go.rc" 2>/dev/null || echo '?')
+	CMD="go test $*" RC=$rc
+	if ((passed + failed + skipped == before)); then
+		fail "go test $*" "no test ran (exit $rc)"
+	elif [[ $rc != 0 ]] && ((failed == failures)); then
+		fail "go test $*" "exit $rc without a failed test (see its output above)"
+	fi
+	((failed == failures))
 }
