@@ -11,6 +11,9 @@
 #   TestComponentHTTP  the wasi:http test components (componentize-py, componentize-js) with
 #                  no listen spec: serve on 8080 of the pod IP, a 10 MiB echo, StopContainer
 #                  exits 0 (skipped without FABRICKS_TEST_COMPONENTS)
+#   TestUsualFiles test-cluster/programs/fsprobe: /dev/null, /dev/zero, /dev/full, /dev/urandom,
+#                  os.TempDir(); a 16 MiB tmpfs volume (emptyDir medium Memory) takes 15 MiB and
+#                  refuses 17 with "no space left on device"
 #   TestPull       go-hello and go-http pushed to a private registry, pulled by CRI: go-http
 #                  serves (listen spec from the image), go-hello's output and exit codes (0, 7)
 # and every pod's removal leaves nothing: shim, netns, mount, address, veth, cgroup, state.
@@ -31,6 +34,7 @@ readonly IMG=localhost/go-http:latest IMG_REACTOR=localhost/go-http:reactor
 readonly REG=127.0.0.1:${FABRICKS_REGISTRY_PORT:-5000}
 readonly PULL_HELLO=$REG/e2e-cri/go-hello:dev PULL_HTTP=$REG/e2e-cri/go-http:dev
 readonly IMG_PYHTTP=localhost/e2e-cri/py-http:latest IMG_JSHTTP=localhost/e2e-cri/js-http:latest
+readonly IMG_PROBE=localhost/e2e-cri/fsprobe:latest
 # The wasi:http test components (components/build.sh); without them TestComponentHTTP skips.
 COMPONENTS=${FABRICKS_TEST_COMPONENTS:-}
 COMPONENT_ENV=()
@@ -64,13 +68,14 @@ flavour_cases() {
 	check "containerd up --cri" harness_up_cri || return
 	check "import go-http into k8s.io" import_image "$TMP/go-http.tar" "$IMG" wasi/wasm k8s.io
 	check "import go-http:reactor into k8s.io" import_image "$TMP/go-http-reactor.tar" "$IMG_REACTOR" wasi/wasm k8s.io
+	check "import fsprobe into k8s.io" import_image "$TMP/fsprobe.tar" "$IMG_PROBE" wasi/wasm k8s.io
 	if ((${#COMPONENT_ENV[@]})); then
 		check "import py-http into k8s.io" import_image "$TMP/py-http.tar" "$IMG_PYHTTP" wasi/wasm k8s.io
 		check "import js-http into k8s.io" import_image "$TMP/js-http.tar" "$IMG_JSHTTP" wasi/wasm k8s.io
 	fi
 	go_cases FABRICKS_CRI_HTTP_IMAGE="$IMG" FABRICKS_CRI_REACTOR_IMAGE="$IMG_REACTOR" \
 		FABRICKS_CRI_PULL_HELLO="$PULL_HELLO" FABRICKS_CRI_PULL_HTTP="$PULL_HTTP" "${COMPONENT_ENV[@]}" \
-		-- -run '^(TestPausePods|TestGoHTTP|TestPull|TestComponentHTTP)$' ./e2e/
+		FABRICKS_CRI_FSPROBE_IMAGE="$IMG_PROBE" -- -run '^(TestPausePods|TestGoHTTP|TestPull|TestComponentHTTP|TestUsualFiles)$' ./e2e/
 	check "down" harness_down
 	check "leftovers after down: no shim, mount, netns, veth, bridge or state" nothing_left
 }
@@ -85,6 +90,8 @@ check "copy examples and SDK" copy_sources || prepared=0
 check "fabricks build go-http" build_image "$TMP/src/examples/go-http" "$IMG" "$TMP/go-http.tar" || prepared=0
 check "fabricks build --mode reactor go-http" build_image "$TMP/src/examples/go-http" "$IMG_REACTOR" "$TMP/go-http-reactor.tar" --mode reactor || prepared=0
 check "fabricks build go-hello" build_image "$TMP/src/examples/go-hello" localhost/go-hello:latest "$TMP/go-hello.tar" || prepared=0
+cp -r "$HERE/programs/fsprobe" "$TMP/src/" && rm -rf "$TMP/src/fsprobe/.fabricks"
+check "fabricks build test-cluster/programs/fsprobe" build_image "$TMP/src/fsprobe" "$IMG_PROBE" "$TMP/fsprobe.tar" || prepared=0
 if [[ -n $COMPONENTS && -s $COMPONENTS/py-http.wasm && -s $COMPONENTS/js-http.wasm ]]; then
 	cp "$COMPONENTS/py-http.wasm" "$COMPONENTS/js-http.wasm" "$TMP/"
 	check "fabricks build py-http.wasm" build_image "$TMP/py-http.wasm" "$IMG_PYHTTP" "$TMP/py-http.tar" || prepared=0

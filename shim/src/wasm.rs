@@ -128,11 +128,13 @@ impl WasmTask {
                 }
             }
             Program::Component(_) if export.is_some() => {
+                let (path, export) = split_export(&program_name);
                 return Err(invalid(format!(
-                    "{} names an export, but {program_name} is a component: a component runs wasi:cli/run or \
-                     serves wasi:http; drop the `#export` from the entrypoint",
-                    spec.program().unwrap_or_default()
-                )))
+                    "the entrypoint {program_name} names the export {}, but {path} is a component: a component \
+                     runs wasi:cli/run or serves wasi:http; drop `#{}` from the entrypoint",
+                    export.unwrap_or_default(),
+                    export.unwrap_or_default()
+                )));
             }
             Program::Component(component) => match component.kind() {
                 ComponentKind::Command => {

@@ -26,6 +26,7 @@ type podSpec struct {
 	args           []string // the container's args (the image's entrypoint stays)
 	podAnnotations map[string]string
 	ctrAnnotations map[string]string
+	mounts         []*cri.Mount // as kubelet passes volumes: host directories bound into the container
 }
 
 // pod is a started pod: CRI's ids and what containerd made for it.
@@ -84,6 +85,7 @@ func (n *node) startPod(t *testing.T, s podSpec) *pod {
 			Args:        s.args,
 			LogPath:     s.name + ".log",
 			Annotations: s.ctrAnnotations,
+			Mounts:      s.mounts,
 			Linux:       &cri.LinuxContainerConfig{},
 		},
 		SandboxConfig: cfg,
