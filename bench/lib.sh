@@ -84,10 +84,11 @@ timed() {
 # median V...: the median of the values.
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# record METRIC UNIT lower|higher FABRICKS RUNC: one row of the results.
+# record METRIC UNIT lower|higher FABRICKS RUNC: one row of the results (RUNC '' for a figure
+# only Fabricks has).
 record() {
 	printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"
-	echo "# $1: fabricks $4 $2, runc $5 $2"
+	echo "# $1: fabricks $4 $2${5:+, runc $5 $2}"
 }
 
 # side_by_side METRIC UNIT lower|higher FAB_FN RUNC_FN: RUNS runs of each function (called
@@ -152,7 +153,7 @@ bench_warm_up() {
 print_table() {
 	printf '\n%-52s %12s %12s %8s  %s\n' metric fabricks runc ratio better
 	awk -F'\t' '{ r = ($5 + 0 == 0) ? "-" : sprintf("%.2fx", $4 / $5)
-		printf "%-52s %12s %12s %8s  %s\n", $1 " (" $2 ")", $4, $5, r, $3 }' "$RESULTS"
+		printf "%-52s %12s %12s %8s  %s\n", $1 " (" $2 ")", $4, ($5 == "" ? "-" : $5), r, $3 }' "$RESULTS"
 }
 
 # write_json FILE: the results as JSON (rows plus the run's context).
@@ -164,7 +165,7 @@ write_json() {
 		function q(s) { gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); return "\"" s "\"" }
 		BEGIN { printf "{\n  \"date\": %s, \"commit\": %s, \"host\": %s, \"cpus\": %s, \"containerd\": %s, \"runs\": %s,\n  \"results\": [", q(date), q(commit), q(host), cpus, q(flavour), runs }
 		{ ratio = ($5 + 0 == 0) ? "null" : sprintf("%.3f", $4 / $5)
-		  printf "%s\n    {\"metric\": %s, \"unit\": %s, \"better\": %s, \"fabricks\": %s, \"runc\": %s, \"ratio\": %s}", (NR > 1 ? "," : ""), q($1), q($2), q($3), $4, $5, ratio }
+		  printf "%s\n    {\"metric\": %s, \"unit\": %s, \"better\": %s, \"fabricks\": %s, \"runc\": %s, \"ratio\": %s}", (NR > 1 ? "," : ""), q($1), q($2), q($3), $4, ($5 == "" ? "null" : $5), ratio }
 		END { print "\n  ]\n}" }' "$RESULTS" >"$out"
 	echo "# results written to $out"
 }

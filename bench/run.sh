@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark, one command: Fabricks (wasm) against runc (the same Go program as a static
 # native binary) on a private containerd of this machine, side by side and interleaved:
-# cold start, churn, throughput, memory per container, compile vs cached start. Prints a table
+# cold start, churn, throughput, memory per container, compile vs cached start; then wasi:http
+# components against CPython's and Node's own servers (components.sh). Prints a table
 # with the ratios to runc and writes the figures as JSON. See bench/README.md.
 #
 # usage: bench/run.sh [--runs N] [-o RESULTS.json]     (needs root, go, cargo)
@@ -21,9 +22,10 @@ done
 # shellcheck source=lib.sh
 . "$BENCH_DIR/lib.sh"
 # shellcheck disable=SC1090 # the pieces, each checked on its own
-for piece in start churn http memory compile; do . "$BENCH_DIR/$piece.sh"; done
+for piece in start churn http memory compile components; do . "$BENCH_DIR/$piece.sh"; done
 
 bench_setup
+components_setup
 t0=$SECONDS
 check "cold start go-hello" start_hello
 check "cold start go-http" start_http
@@ -32,5 +34,6 @@ check "churn via ctr run --rm" churn_ctr
 check "throughput" throughput
 check "memory" memory
 check "compile vs cached start" compile_vs_cached
+components_bench
 echo "# benchmarks: $((SECONDS - t0)) s, $RUNS runs per figure"
 bench_finish ${out:+"$out"}

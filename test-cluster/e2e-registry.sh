@@ -5,7 +5,7 @@
 # flavours through harness.sh); prebuilt .wasm packed by `fabricks build FILE.wasm`, and the CNCF
 # wasm artifact layout as `oras` pushes it (oras is `go install`ed into $FABRICKS_TOOLS).
 #
-# usage: e2e-registry.sh            (needs root, go, cargo; apt docker-registry apache2-utils skopeo)
+# usage: e2e-registry.sh            (needs root, go, cargo; installs apt docker-registry apache2-utils skopeo)
 #
 # Prints `ok - name` / `not ok - name: why` (details on `#` lines), then `N passed, N failed`
 # (`, N skipped` when a case could not run: its line says why); exits 1 if any case failed.
@@ -73,6 +73,11 @@ trap 'exit 130' INT TERM
 if [[ ${FABRICKS_E2E_BUILD:-1} != 0 ]]; then
 	(cd "$REPO" && cargo build --release -q -p fabricks -p containerd-shim-fabricks 2>&1) >"$TMP/build.log" ||
 		{ cat "$TMP/build.log"; echo "0 passed, 1 failed"; exit 1; }
+fi
+# skopeo pushes a linux image (the harness's pause image) for the not-a-wasm-image case.
+if ! command -v skopeo >/dev/null; then
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends skopeo >"$TMP/apt.log" 2>&1 ||
+		echo "# installing skopeo failed: $(tail -n 1 "$TMP/apt.log")"
 fi
 rm -rf "$FABRICKS_HARNESS_DIR/registry" "$FABRICKS_HARNESS_DIR/registry-auth"
 OUT=$("$R" up 2>&1 && "$R" up --auth 2>&1)

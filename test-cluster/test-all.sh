@@ -49,7 +49,7 @@ export FABRICKS_TEST_COMPONENTS=${FABRICKS_TEST_COMPONENTS:-$HOME/.cache/fabrick
 test-cluster/components/build.sh
 
 echo "== cargo test"
-cargo test --release --locked --workspace 2>&1 | tee "$log/cargo" || rc=1
+cargo test --release --locked --workspace --no-fail-fast 2>&1 | tee "$log/cargo" || rc=1
 
 echo "== go test"
 # test-cluster/cri/client: the CRI client's unit tests (its end-to-end tests run in e2e-cri.sh).

@@ -26,7 +26,8 @@ pub use cache::ModuleCache;
 pub use command::{Command, Preopen, Socket, Stdio};
 pub use compile::{check_magic, compile_to_file};
 pub use component::{
-    wasm_kind, Component, ComponentConfig, ComponentKind, HttpService, NetNamespace, Network, Program, WasmKind,
+    wasm_kind, Component, ComponentConfig, ComponentKind, CostSummary, HttpService, NetNamespace, Network, Program,
+    WasmKind,
 };
 pub use limits::{MemoryLimit, MemoryLimitExceeded, OOM_EXIT_CODE};
 pub use reactor::{

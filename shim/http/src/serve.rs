@@ -30,7 +30,9 @@ pub fn serve_component(
     listeners: Vec<StdListener>,
     stopper: &Stopper,
 ) -> Result<i32> {
-    serve(Arc::new(ComponentBackend(service)), settings, listeners, stopper)
+    let served = serve(Arc::new(ComponentBackend(service.clone())), settings, listeners, stopper);
+    log::info!("{}: {}", service.program(), service.costs());
+    served
 }
 
 /// Serves `listeners` with `backend` (a reactor [`crate::Pool`], a component) until

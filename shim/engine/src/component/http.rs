@@ -7,8 +7,9 @@
 //! instance keeps running to stream the body. The instance (and every socket it opened)
 //! is gone when its body is done, or at the deadline, a trap or a hard stop.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -36,6 +37,7 @@ pub struct HttpService {
     stopper: Stopper,
     instance_memory: Option<usize>,
     program: String,
+    costs: InstanceCosts,
 }
 
 impl HttpService {
@@ -61,7 +63,15 @@ impl HttpService {
         let template = WasiTemplate::new(&mut cmd, network, &program)?;
         let wasmtime = engine.component_engine()?.clone();
         stopper.attach(&wasmtime);
-        Ok(Self { engine: wasmtime, pre, template, stopper: stopper.clone(), instance_memory, program })
+        Ok(Self {
+            engine: wasmtime,
+            pre,
+            template,
+            stopper: stopper.clone(),
+            instance_memory,
+            program,
+            costs: InstanceCosts::default(),
+        })
     }
 
     /// Serves `request` on a fresh instance, spawned on the current tokio runtime (the
@@ -117,11 +127,14 @@ impl HttpService {
         self.arm_epoch(&mut store);
         let request = store.data_mut().new_incoming_request(Scheme::Http, with_authority(request)).map_err(fail)?;
         let response = store.data_mut().new_response_outparam(response).map_err(fail)?;
-        let run = async {
-            let proxy = self.pre.instantiate_async(&mut store).await?;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, request, response).await
-        };
-        run.await.map_err(call_error)
+        let started = Instant::now();
+        let proxy = self.pre.instantiate_async(&mut store).await.map_err(call_error)?;
+        let instantiated = Instant::now();
+        let handled = proxy.wasi_http_incoming_handler().call_handle(&mut store, request, response).await;
+        let returned = Instant::now();
+        drop(store);
+        self.costs.add(instantiated - started, returned - instantiated, returned.elapsed());
+        handled.map_err(call_error)
     }
 
     fn arm_epoch(&self, store: &mut Store<Host>) {
@@ -153,6 +166,68 @@ impl HttpService {
 
     pub fn program(&self) -> &str {
         &self.program
+    }
+
+    /// What the instances served so far cost on average.
+    pub fn costs(&self) -> CostSummary {
+        self.costs.summary()
+    }
+}
+
+/// Where the time of a fresh instance per request goes, summed over the service's life:
+/// the price of the per-request isolation, which an operator (and `bench/`) can read in the
+/// log when the service stops.
+#[derive(Default)]
+struct InstanceCosts {
+    instances: AtomicU64,
+    instantiate_ns: AtomicU64,
+    handle_ns: AtomicU64,
+    teardown_ns: AtomicU64,
+}
+
+impl InstanceCosts {
+    fn add(&self, instantiate: Duration, handle: Duration, teardown: Duration) {
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.instantiate_ns.fetch_add(ns(instantiate), Ordering::Relaxed);
+        self.handle_ns.fetch_add(ns(handle), Ordering::Relaxed);
+        self.teardown_ns.fetch_add(ns(teardown), Ordering::Relaxed);
+        self.instances.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn summary(&self) -> CostSummary {
+        let instances = self.instances.load(Ordering::Relaxed);
+        let mean = |sum: &AtomicU64| Duration::from_nanos(sum.load(Ordering::Relaxed) / instances.max(1));
+        CostSummary {
+            instances,
+            instantiate: mean(&self.instantiate_ns),
+            handle: mean(&self.handle_ns),
+            teardown: mean(&self.teardown_ns),
+        }
+    }
+}
+
+/// Mean costs of the instances a service ran (instances that failed to instantiate are not
+/// counted). `handle` is the guest's `handle` call: for a trivial guest, the cost of
+/// crossing into it and back; the body may stream on after it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CostSummary {
+    pub instances: u64,
+    pub instantiate: Duration,
+    pub handle: Duration,
+    pub teardown: Duration,
+}
+
+impl std::fmt::Display for CostSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        write!(
+            f,
+            "{} instances, mean per request: instantiate {:.1} us, handle {:.1} us, teardown {:.1} us",
+            self.instances,
+            us(self.instantiate),
+            us(self.handle),
+            us(self.teardown)
+        )
     }
 }
 

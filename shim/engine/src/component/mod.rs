@@ -23,7 +23,7 @@ use wasmtime::component::types::ComponentItem;
 use crate::unrunnable::{unrunnable, Problem};
 use crate::{CachePin, Engine, Module};
 
-pub use http::HttpService;
+pub use http::{CostSummary, HttpService};
 pub use netns::{runtime_builder, server_runtime, NetNamespace};
 pub use network::Network;
 
