@@ -47,6 +47,7 @@ CLUSTER=0 VM_PORTS=''
 BUSYBOX=localhost:$REG_PORT/test/busybox:1
 GO_HTTP=localhost:$REG_PORT/examples/go-http:dev
 GO_HELLO=localhost:$REG_PORT/examples/go-hello:dev
+TRAP=localhost:$REG_PORT/test/trap:1
 # Bounds for hangs, not benchmarks.
 readonly POD_WAIT=180
 
@@ -151,7 +152,10 @@ registry() {
 	run "$HERE/registry.sh" up || return
 	flow_push || return
 	run "$HERE/vm/busybox-image.sh" "$TMP/busybox.tar" "$BUSYBOX" || return
-	run "$FABRICKS" push "$TMP/busybox.tar" "$BUSYBOX"
+	run "$FABRICKS" push "$TMP/busybox.tar" "$BUSYBOX" || return
+	# A module whose _start is `unreachable`, packed as it is.
+	printf '\0asm\1\0\0\0\1\4\1\140\0\0\3\2\1\0\7\12\1\6_start\0\0\12\5\1\3\0\0\13' >"$TMP/trap.wasm"
+	run "$FABRICKS" build "$TMP/trap.wasm" --push "$TRAP"
 }
 
 cluster_up() {
@@ -458,7 +462,35 @@ oom_killed() {
 	}
 	show "kubectl describe pod oom" "${KUBECTL[@]}" describe pod oom
 	[[ $(jq -r '.status.containerStatuses[0].state.terminated.reason' <<<"$OUT") == OOMKilled ]] ||
-		why "terminated with $(jq -c '.status.containerStatuses[0].state.terminated | {reason, exitCode, message}' <<<"$OUT"), not OOMKilled"
+		why "terminated with $(jq -c '.status.containerStatuses[0].state.terminated | {reason, exitCode, message}' <<<"$OUT"), not OOMKilled" || return
+	last_state_says oom "out of memory: .* memory limit of 64.0 MiB"
+}
+
+# A module that traps: exit 134, the trap as the termination message (kubectl describe's
+# Last State after the restart), as well as in its log.
+trap_described() {
+	delete_pods trap
+	apply_pod "$(pod trap "$TRAP" '[]')" || return
+	wait_pod trap '.status.containerStatuses[0].lastState.terminated != null' "restarted after its trap" || return
+	[[ $(jq '.status.containerStatuses[0].lastState.terminated.exitCode' <<<"$OUT") == 134 ]] ||
+		why "last exit code $(jq '.status.containerStatuses[0].lastState.terminated.exitCode' <<<"$OUT"), want 134" || return
+	last_state_says trap "trapped: .*unreachable" || return
+	k logs trap --previous || return
+	expect_out "unreachable" "the trap in the container's log too" || return
+	delete_pods trap
+}
+
+# last_state_says POD REGEX: the message kubelet read from the container's termination
+# message file (the last termination's, else the current one's), its lines joined, matches,
+# and kubectl describe shows it.
+last_state_says() {
+	local message
+	pod_json "$1" || return
+	message=$(jq -r '.status.containerStatuses[0] | (.lastState.terminated // .state.terminated).message // ""' <<<"$OUT")
+	tr '\n' ' ' <<<"$message" | grep -Eq "$2" || why "pod $1: the termination message is '$message', not /$2/" || return
+	k describe pod "$1" || return
+	expect_out "${message%%$'\n'*}" "kubectl describe shows the message" || return
+	note "pod $1, termination message: ${message%%$'\n'*}"
 }
 
 # What pods leave on the node, one "kind what" line each. The VM: cgroups below kubepods.slice,
@@ -592,7 +624,8 @@ case_ "go-http answers another pod (runc busybox) by pod IP" http_pod_ip
 case_ "a failing liveness probe restarts the container (restartCount rises)" liveness_restarts
 case_ "a crashing container is restarted with back-off (CrashLoopBackOff, exit 3)" crash_backoff
 case_ "kubectl delete stops a running pod with SIGTERM within its grace period" graceful_delete
-case_ "a pod past its memory limit shows OOMKilled" oom_killed
+case_ "a pod past its memory limit shows OOMKilled, and why in its termination message" oom_killed
+case_ "a trapping pod: exit 134, the trap in its termination message (describe: Last State)" trap_described
 if ((OOM_DESCRIBE && CLUSTER)); then show "kubectl describe pod oom" "${KUBECTL[@]}" describe pod oom; fi
 case_ "scale go-http to 20 replicas and back: nothing left on the node" scale_20
 if ((CLUSTER)); then

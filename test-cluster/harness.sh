@@ -348,7 +348,7 @@ EOF
     [plugins."$p".containerd.runtimes.fabricks]
       runtime_type = "io.containerd.fabricks.v1"
       pod_annotations = ["fabricks.io/*"]
-      container_annotations = ["fabricks.io/*"]
+      container_annotations = ["fabricks.io/*", "io.kubernetes.container.terminationMessagePath"]
 EOF
 }
 

@@ -50,6 +50,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         stderr: Stdio::Inherit,
         // The CLI runs as the user's own process: no container limit to apply.
         memory: Default::default(),
+        // The reason is on stderr, where the user sees it.
+        reason: Default::default(),
     };
     let stopper = Stopper::new();
     signals::forward_to(&stopper)?;

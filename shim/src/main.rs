@@ -20,6 +20,7 @@ mod state;
 mod stats;
 mod stdio;
 mod sweep;
+mod termination;
 mod wasm;
 
 const RUNTIME_ID: &str = "io.containerd.fabricks.v1";

@@ -16,6 +16,7 @@ use crate::error::invalid;
 use crate::native::{NativeTask, Runc};
 use crate::service::{Ended, ExitSink, Kill, Runtime, Workload};
 use crate::spec::ContainerSpec;
+use crate::termination::TerminationLog;
 use crate::wasm::{Io, Net, WasmTask};
 use crate::{hints, image, listen, mounts, stats, stdio, sweep};
 
@@ -137,6 +138,9 @@ impl Runtime for Node {
             }
             Err(e) => {
                 let _ = mounts::unmount_all(&spec.rootfs);
+                if let Some(log) = TerminationLog::of(spec) {
+                    log.record(&format!("fabricks: {e:#}"));
+                }
                 Err(e)
             }
         }

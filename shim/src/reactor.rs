@@ -107,6 +107,8 @@ fn duplicate(command: &Command) -> Result<Command> {
         // Each instance's store gets its share of the container's limit from the pool's
         // settings (`Settings::resolve`), not from the command.
         memory: Default::default(),
+        // A request's trap is the response's 500, not why the task ended.
+        reason: Default::default(),
     })
 }
 

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use fabricks_engine::{
-    CachePin, Command, Component, ComponentKind, Engine, MemoryLimit, Module, ModuleKind, NetNamespace, Network,
-    Preopen, Program, Stdio, Stopper,
+    CachePin, Command, Component, ComponentKind, Engine, ExitReason, MemoryLimit, Module, ModuleKind, NetNamespace,
+    Network, Preopen, Program, Stdio, Stopper,
 };
 use fabricks_listen::ListenSpec;
 
@@ -20,6 +20,7 @@ use crate::listen;
 use crate::reactor::{HttpComponentTask, ReactorTask};
 use crate::spec::ContainerSpec;
 use crate::stdio;
+use crate::termination::TerminationLog;
 
 pub struct WasmTask {
     engine: Engine,
@@ -39,6 +40,10 @@ pub struct WasmTask {
     namespace: Option<NetNamespace>,
     /// Keeps the compiled program's cache entry from being swept while the task exists.
     pin: CachePin,
+    /// Why the program ended, as the engine reported it on stderr; written to the
+    /// termination message file (on Kubernetes) when it ends with a non-zero status.
+    reason: ExitReason,
+    termination: Option<TerminationLog>,
 }
 
 enum Run {
@@ -82,6 +87,7 @@ impl WasmTask {
             _ => None,
         };
         let memory = spec.memory_limit.map_or_else(MemoryLimit::unlimited, MemoryLimit::bytes);
+        let reason = ExitReason::default();
         let command = Command {
             // argv[0] is the module's path, without the `#export` that chose what to run.
             args: spec
@@ -99,6 +105,7 @@ impl WasmTask {
             stdout,
             stderr,
             memory: memory.clone(),
+            reason: reason.clone(),
         };
         let stopper = Stopper::new();
         let bind = |listen: &ListenSpec| listen::bind(net.namespace.as_ref(), listen);
@@ -159,6 +166,10 @@ impl WasmTask {
                 }
             },
         };
+        // Before the start: a SIGTERM that comes before the module's server is up is graceful.
+        for listener in run_listeners(&run) {
+            stopper.watch_listener(listener).context("watching a listener")?;
+        }
         // Last: nothing after it can fail, so a failed create leaves no cgroup behind.
         let cgroup = place()?.map(Arc::new);
         Ok(Self {
@@ -170,6 +181,8 @@ impl WasmTask {
             cgroup,
             namespace: net.namespace,
             pin,
+            reason,
+            termination: TerminationLog::of(spec),
         })
     }
 
@@ -180,6 +193,7 @@ impl WasmTask {
         let (engine, stopper) = (self.engine.clone(), self.stopper.clone());
         let (memory, cgroup, namespace) = (self.memory.clone(), self.cgroup.clone(), self.namespace.clone());
         let mut stderr = self.stderr.lock().unwrap().take();
+        let (reason, termination) = (self.reason.clone(), self.termination.clone());
         let id = id.to_string();
         std::thread::Builder::new()
             .name(format!("wasm-{}", &id[..id.len().min(8)]))
@@ -200,11 +214,17 @@ impl WasmTask {
                 });
                 let code = result.unwrap_or_else(|e| {
                     log::error!("task {id}: {e:#}");
+                    let line = format!("fabricks: {e:#}");
                     if let Some(err) = stderr.as_mut() {
-                        let _ = writeln!(err, "fabricks: {e:#}");
+                        let _ = writeln!(err, "{line}");
                     }
+                    reason.record(&line);
                     1
                 });
+                // Before the exit is reported: kubelet reads the file once it sees the exit.
+                if let (true, Some(log), Some(why)) = (code != 0, &termination, reason.get()) {
+                    log.record(&why);
+                }
                 drop(stderr);
                 // Its ports are free the moment it ends, as a process's are.
                 stopper.close_listeners();
@@ -245,6 +265,16 @@ impl WasmTask {
         if let Some(cgroup) = &self.cgroup {
             cgroup.delete();
         }
+    }
+}
+
+/// The listening sockets a task serves (or hands its module).
+fn run_listeners(run: &Run) -> Vec<&std::net::TcpListener> {
+    match run {
+        Run::Command(_, command) => command.sockets.iter().map(|s| &s.listener).collect(),
+        Run::Reactor(task) => task.listeners.iter().collect(),
+        Run::HttpComponent(task) => task.listeners.iter().collect(),
+        Run::Component(..) => Vec::new(),
     }
 }
 

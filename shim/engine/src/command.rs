@@ -35,6 +35,8 @@ pub struct Command {
     pub stderr: Stdio,
     /// The container's memory limit, applied to the module's linear memory.
     pub memory: crate::MemoryLimit,
+    /// Where the engine's report of why the program ended abnormally is kept too.
+    pub reason: crate::ExitReason,
 }
 
 #[derive(Debug, Clone)]

@@ -12,6 +12,7 @@ pub mod component;
 mod errno;
 mod limits;
 mod reactor;
+mod reason;
 mod run;
 mod stop;
 mod sweep;
@@ -33,6 +34,7 @@ pub use limits::{MemoryLimit, MemoryLimitExceeded, OOM_EXIT_CODE};
 pub use reactor::{
     CallError, CommandFactory, Exchange, ModuleKind, Reactor, ReactorInstance, ABI_VERSION, IMPORT_MODULE,
 };
+pub use reason::ExitReason;
 pub use run::TRAP_EXIT_CODE;
 pub use stop::Stopper;
 pub use sweep::{CachePin, Swept};

@@ -32,7 +32,9 @@ impl Engine {
             stop.watch_listener(&socket.listener).context("watching a listener")?;
         }
         let memory = cmd.memory.clone();
+        let reason = cmd.reason.clone();
         let (wasi, trap_sink) = wasi_context(cmd)?;
+        let trap_sink = reason.keeping(trap_sink);
         let mut store = Store::new(self.wasmtime(), Host { wasi, memory: memory.clone() });
         store.limiter(|host| &mut host.memory);
         arm_stop(&mut store, stop, self.wasmtime());

@@ -22,7 +22,10 @@ pub struct Stopper {
 
 #[derive(Default)]
 struct Inner {
+    /// The hard stop's signal, 0 if none.
     signal: AtomicI32,
+    /// The first stop's signal, hard or graceful: replayed to hooks registered after it.
+    asked: AtomicI32,
     graceful: std::sync::atomic::AtomicBool,
     engines: Mutex<Vec<wasmtime::Engine>>,
     hooks: Mutex<Vec<Hook>>,
@@ -44,6 +47,7 @@ impl Stopper {
             // itself still ends with the signal's status.
             let _ = self.inner.signal.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
         }
+        let _ = self.inner.asked.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
         for listener in self.inner.listeners.lock().unwrap().iter() {
             // SAFETY: shutdown on a socket fd we own; it only ends traffic on the socket.
             unsafe { libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(listener), libc::SHUT_RDWR) };
@@ -62,9 +66,15 @@ impl Stopper {
     }
 
     /// Shuts `listener` down when a stop is requested, which wakes a guest waiting to
-    /// accept on it, and makes SIGTERM and SIGINT graceful (see the type's docs).
+    /// accept on it, and makes SIGTERM and SIGINT graceful (see the type's docs). Call it
+    /// before the task starts (the shim does, at create), so a SIGTERM right after the start
+    /// is graceful too; watching the same listener again changes nothing.
     pub fn watch_listener(&self, listener: &std::net::TcpListener) -> std::io::Result<()> {
-        self.inner.listeners.lock().unwrap().push(listener.try_clone()?);
+        let addr = listener.local_addr()?;
+        let mut listeners = self.inner.listeners.lock().unwrap();
+        if !listeners.iter().any(|l| l.local_addr().is_ok_and(|a| a == addr)) {
+            listeners.push(listener.try_clone()?);
+        }
         self.inner.graceful.store(true, Ordering::SeqCst);
         Ok(())
     }
@@ -84,8 +94,16 @@ impl Stopper {
         }
     }
 
+    /// Runs `hook` on every stop request; at once if one was made before (a stop between
+    /// the task's start and its server's first line is not lost). It may run twice for one
+    /// request.
     pub fn on_stop(&self, hook: impl Fn(i32) + Send + Sync + 'static) {
-        self.inner.hooks.lock().unwrap().push(Box::new(hook));
+        let mut hooks = self.inner.hooks.lock().unwrap();
+        match self.inner.asked.load(Ordering::SeqCst) {
+            0 => {}
+            sig => hook(sig),
+        }
+        hooks.push(Box::new(hook));
     }
 
     pub(crate) fn attach(&self, engine: &wasmtime::Engine) {
@@ -104,3 +122,34 @@ impl std::fmt::Display for Stopped {
 }
 
 impl std::error::Error for Stopped {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn a_hook_registered_after_a_graceful_stop_still_hears_of_it() {
+        let stopper = Stopper::new();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        stopper.watch_listener(&listener).unwrap();
+        assert!(!stopper.stop(libc::SIGTERM), "SIGTERM with a listener is graceful");
+        assert_eq!(stopper.requested(), None);
+        let heard = Arc::new(AtomicUsize::new(0));
+        let counter = heard.clone();
+        stopper.on_stop(move |sig| {
+            assert_eq!(sig, libc::SIGTERM);
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(heard.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn watching_a_listener_twice_keeps_one_duplicate() {
+        let stopper = Stopper::new();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        stopper.watch_listener(&listener).unwrap();
+        stopper.watch_listener(&listener).unwrap();
+        assert_eq!(stopper.inner.listeners.lock().unwrap().len(), 1);
+    }
+}

@@ -77,10 +77,12 @@ fn a_trap_reports_its_backtrace_on_stderr() {
     let engine = engine(cache.path());
     let err = tempfile::NamedTempFile::new().unwrap();
     let cmd = Command { stderr: Stdio::File(err.reopen().unwrap()), ..command() };
+    let reason = cmd.reason.clone();
     assert_eq!(run(&engine, &module(TRAPS), cmd), TRAP_EXIT_CODE);
     let mut text = String::new();
     err.reopen().unwrap().read_to_string(&mut text).unwrap();
     assert!(text.contains("test.wasm trapped"), "{text}");
+    assert_eq!(reason.get().as_deref(), Some(text.trim_end()), "the exit reason is the report on stderr");
     assert!(text.contains("unreachable"), "{text}");
     assert!(text.contains("$deep") || text.contains("deep"), "backtrace names the function: {text}");
 }

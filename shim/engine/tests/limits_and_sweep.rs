@@ -25,7 +25,8 @@ fn grower(initial: u32, grow: u32) -> Vec<u8> {
     .unwrap()
 }
 
-/// Runs `wasm` under `memory`; returns the status and what the module's stderr got.
+/// Runs `wasm` under `memory`; returns the status and what the module's stderr got, which
+/// is also the exit reason the engine kept.
 fn run_limited(wasm: &[u8], memory: MemoryLimit) -> (i32, String) {
     let cache = tempfile::tempdir().unwrap();
     let engine = engine(cache.path());
@@ -36,10 +37,14 @@ fn run_limited(wasm: &[u8], memory: MemoryLimit) -> (i32, String) {
         memory,
         ..Default::default()
     };
+    let reason = cmd.reason.clone();
     let module = engine.load_bytes(wasm).unwrap();
     let code = engine.run(&module, cmd, &Stopper::new()).unwrap();
     let mut text = String::new();
     err.reopen().unwrap().read_to_string(&mut text).unwrap();
+    if code != 0 && !text.is_empty() {
+        assert_eq!(reason.get().as_deref(), Some(text.trim_end()), "the exit reason is the report on stderr");
+    }
     (code, text)
 }
 

@@ -10,6 +10,9 @@ pub const RUNTIME_NAME: &str = "fabricks";
 pub const RUNTIME_TYPE: &str = "io.containerd.fabricks.v1";
 /// Pod and container annotations CRI passes on to the shim (e.g. `fabricks.io/listen`).
 pub const ANNOTATIONS: &str = "fabricks.io/*";
+/// kubelet's container annotation naming the termination message file, where the shim
+/// writes why a wasm program ended.
+pub const MESSAGE_PATH: &str = "io.kubernetes.container.terminationMessagePath";
 /// Written above our table so whoever reads the config knows where it came from.
 const MARK: &str = "# Added by fabricks-node-installer; `fabricks-node-installer uninstall` removes it.";
 
@@ -88,25 +91,34 @@ pub fn runtime_table() -> Table {
     let mut table = Table::new();
     table["runtime_type"] = value(RUNTIME_TYPE);
     table["pod_annotations"] = value(Array::from_iter([ANNOTATIONS]));
-    table["container_annotations"] = value(Array::from_iter([ANNOTATIONS]));
+    table["container_annotations"] = value(Array::from_iter([ANNOTATIONS, MESSAGE_PATH]));
     table.decor_mut().set_prefix(format!("\n{MARK}\n"));
     table
 }
 
 /// Whether `item` is a runtime table equivalent to ours (what the user may have written by
 /// hand counts too: then there is nothing to add).
+fn is_current(item: &Item) -> bool {
+    annotations_of_ours(item).is_some_and(|container| container == [ANNOTATIONS, MESSAGE_PATH])
+}
+
+/// Whether `item` is a runtime table this installer wrote, now or before it passed on
+/// [`MESSAGE_PATH`] (an older install, which an install upgrades and an uninstall removes).
 fn is_ours(item: &Item) -> bool {
-    let Some(table) = item.as_table_like() else {
-        return false;
-    };
+    annotations_of_ours(item)
+        .is_some_and(|container| container == [ANNOTATIONS] || container == [ANNOTATIONS, MESSAGE_PATH])
+}
+
+/// The container annotations of a table with our runtime type and pod annotations.
+fn annotations_of_ours(item: &Item) -> Option<Vec<String>> {
+    let table = item.as_table_like()?;
     let strings = |key: &str| -> Option<Vec<String>> {
         let array = table.get(key)?.as_array()?;
         Some(array.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
     };
-    let ours = Some(vec![ANNOTATIONS.to_owned()]);
-    table.get("runtime_type").and_then(Item::as_str) == Some(RUNTIME_TYPE)
-        && strings("pod_annotations") == ours
-        && strings("container_annotations") == ours
+    let ours = table.get("runtime_type").and_then(Item::as_str) == Some(RUNTIME_TYPE)
+        && strings("pod_annotations") == Some(vec![ANNOTATIONS.to_owned()]);
+    ours.then(|| strings("container_annotations")).flatten()
 }
 
 /// `parent[key]` as a table, created (implicit, so it prints nothing while empty) if absent.
@@ -134,7 +146,7 @@ pub fn add_runtime(text: &str, what: &str) -> Result<String> {
     let mut doc = parse(text, what)?;
     let schema = schema(&doc, what)?;
     let runtimes = runtimes(&mut doc, schema, what)?;
-    if runtimes.get(RUNTIME_NAME).is_some_and(is_ours) {
+    if runtimes.get(RUNTIME_NAME).is_some_and(is_current) {
         return Ok(text.to_owned());
     }
     runtimes.insert(RUNTIME_NAME, Item::Table(runtime_table()));
@@ -206,7 +218,9 @@ root = "/var/lib/containerd"
         let doc = parse(&out, "t").unwrap();
         let ours = &doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["fabricks"];
         assert_eq!(ours["pod_annotations"].as_array().unwrap().get(0).unwrap().as_str(), Some(ANNOTATIONS));
-        assert_eq!(ours["container_annotations"].as_array().unwrap().len(), 1);
+        let container: Vec<_> =
+            ours["container_annotations"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(container, [ANNOTATIONS, MESSAGE_PATH]);
         assert!(out.contains(MARK));
     }
 
@@ -214,6 +228,17 @@ root = "/var/lib/containerd"
     fn second_add_changes_nothing() {
         let once = add_runtime(V2, "t").unwrap();
         assert_eq!(add_runtime(&once, "t").unwrap(), once);
+    }
+
+    #[test]
+    fn an_older_install_is_upgraded_and_still_removed() {
+        let older = format!(
+            "{V2}\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.fabricks]\n  runtime_type = \"{RUNTIME_TYPE}\"\n  \
+             pod_annotations = [\"{ANNOTATIONS}\"]\n  container_annotations = [\"{ANNOTATIONS}\"]\n"
+        );
+        let upgraded = add_runtime(&older, "t").unwrap();
+        assert!(upgraded.contains(MESSAGE_PATH), "not upgraded:\n{upgraded}");
+        assert!(!remove_runtime(&older, "t").unwrap().contains(RUNTIME_TYPE), "the older table stayed");
     }
 
     #[test]

@@ -112,11 +112,12 @@ enum Output {
 impl WasiTemplate {
     /// `cmd`'s view (its stdin and sockets are not part of it: see [`WasiTemplate::build`]).
     pub(crate) fn new(cmd: &mut Command, network: &Network, program: &str) -> Result<Self> {
-        let report: Reporter = Arc::new(Mutex::new(match &cmd.stderr {
+        let stderr = match &cmd.stderr {
             Stdio::Null => None,
             Stdio::Inherit => Some(Box::new(std::io::stderr()) as Box<dyn Write + Send>),
-            Stdio::File(f) => Some(Box::new(f.try_clone().context("duplicating the stderr handle")?)),
-        }));
+            Stdio::File(f) => Some(Box::new(f.try_clone().context("duplicating the stderr handle")?) as _),
+        };
+        let report: Reporter = Arc::new(Mutex::new(cmd.reason.keeping(stderr)));
         let check = address_check(network, program, report.clone());
         Ok(Self {
             args: cmd.args.clone(),
