@@ -240,10 +240,11 @@ http_js_default_port() {
 	finish "$id"
 }
 
-# SIGTERM while a slow upload is in flight: the echo completes, then the task exits 0.
+# drain_in_flight IMAGE: SIGTERM while a slow upload is in flight: the echo completes, then the
+# task exits 0.
 drain_in_flight() {
 	local id=comp-drain url=http://127.0.0.1:$PORT want got curl_pid
-	serve "$id" "$IMG_PYHTTP" "$PORT" --env "FABRICKS_LISTEN=http=127.0.0.1:$PORT" || return
+	serve "$id" "$1" "$PORT" --env "FABRICKS_LISTEN=http=127.0.0.1:$PORT" || return
 	head -c $((2 << 20)) /dev/urandom >"$TMP/slow"
 	want=$(sha256sum <"$TMP/slow" | cut -d' ' -f1)
 	# 2 MiB at 512 KiB/s: about 4 s on the wire, SIGTERM after 1 s.
@@ -314,7 +315,8 @@ flavour_cases() {
 	check "wasi:sockets: a port off the listen spec is refused (exit 3, the reason on stderr)" socket_undeclared
 	check "wasi:http (py): GET, 10 MiB echo, 20 concurrent GETs, 404, SIGTERM exits 0" http_py
 	check "wasi:http (js): no listen spec serves on 8080, 10 MiB echo; SIGTERM exits 0" http_js_default_port
-	check "wasi:http: SIGTERM with an upload in flight lets it finish, then exits 0" drain_in_flight
+	check "wasi:http (py): SIGTERM with an upload in flight lets it finish, then exits 0" drain_in_flight "$IMG_PYHTTP"
+	check "wasi:http (js): SIGTERM with an upload in flight lets it finish, then exits 0" drain_in_flight "$IMG_JSHTTP"
 	check "an #export on a component fails the create naming it" export_refused
 }
 

@@ -48,6 +48,7 @@ BUSYBOX=localhost:$REG_PORT/test/busybox:1
 GO_HTTP=localhost:$REG_PORT/examples/go-http:dev
 GO_HELLO=localhost:$REG_PORT/examples/go-hello:dev
 TRAP=localhost:$REG_PORT/test/trap:1
+GO_HTTP_NATIVE=localhost:$REG_PORT/test/go-http-native:1
 # Bounds for hangs, not benchmarks.
 readonly POD_WAIT=180
 
@@ -85,8 +86,8 @@ show() {
 prerequisites() {
 	if [[ $NODE_KIND != host ]]; then run "$VMSH" install || return; fi
 	run "$H" install 2 || return
-	if ! command -v docker-registry >/dev/null || ! command -v jq >/dev/null; then
-		run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry jq || return
+	if ! command -v docker-registry >/dev/null || ! command -v jq >/dev/null || ! command -v wrk >/dev/null; then
+		run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry jq wrk || return
 	fi
 }
 
@@ -155,7 +156,12 @@ registry() {
 	run "$FABRICKS" push "$TMP/busybox.tar" "$BUSYBOX" || return
 	# A module whose _start is `unreachable`, packed as it is.
 	printf '\0asm\1\0\0\0\1\4\1\140\0\0\3\2\1\0\7\12\1\6_start\0\0\12\5\1\3\0\0\13' >"$TMP/trap.wasm"
-	run "$FABRICKS" build "$TMP/trap.wasm" --push "$TRAP"
+	run "$FABRICKS" build "$TMP/trap.wasm" --push "$TRAP" || return
+	# go-http built natively (linux/amd64, static), for the runc pod beside a Fabricks one.
+	mkdir -p "$TMP/native/rootfs/tmp"
+	run env -C "$REPO/examples/go-http" CGO_ENABLED=0 go build -trimpath -o "$TMP/native/rootfs/go-http" . || return
+	run "$HERE/vm/rootfs-image.sh" "$TMP/native/go-http.tar" "$GO_HTTP_NATIVE" "$TMP/native/rootfs" '["/go-http"]' || return
+	run "$FABRICKS" push "$TMP/native/go-http.tar" "$GO_HTTP_NATIVE"
 }
 
 cluster_up() {
@@ -467,17 +473,23 @@ oom_killed() {
 }
 
 # A module that traps: exit 134, the trap as the termination message (kubectl describe's
-# Last State after the restart), as well as in its log.
+# Last State after the restart).
 trap_described() {
+	local rc=0
 	delete_pods trap
+	trap_checks || rc=$?
+	# Always: its CPU request would keep scale_20's last replica from being scheduled.
+	delete_pods trap
+	return "$rc"
+}
+
+trap_checks() {
 	apply_pod "$(pod trap "$TRAP" '[]')" || return
 	wait_pod trap '.status.containerStatuses[0].lastState.terminated != null' "restarted after its trap" || return
 	[[ $(jq '.status.containerStatuses[0].lastState.terminated.exitCode' <<<"$OUT") == 134 ]] ||
 		why "last exit code $(jq '.status.containerStatuses[0].lastState.terminated.exitCode' <<<"$OUT"), want 134" || return
-	last_state_says trap "trapped: .*unreachable" || return
-	k logs trap --previous || return
-	expect_out "unreachable" "the trap in the container's log too" || return
-	delete_pods trap
+	# (Its log is the CRI suite's: `logs --previous` races the next restart's clean-up.)
+	last_state_says trap "trapped: .*unreachable"
 }
 
 # last_state_says POD REGEX: the message kubelet read from the container's termination
@@ -490,7 +502,69 @@ last_state_says() {
 	tr '\n' ' ' <<<"$message" | grep -Eq "$2" || why "pod $1: the termination message is '$message', not /$2/" || return
 	k describe pod "$1" || return
 	expect_out "${message%%$'\n'*}" "kubectl describe shows the message" || return
-	note "pod $1, termination message: ${message%%$'\n'*}"
+	show "kubectl describe pod $1: the container's State and Last State" describe_states "$1"
+}
+
+describe_states() { "${KUBECTL[@]}" describe pod "$1" | sed -n '/^    State:/,/^    Ready:/p'; }
+
+# A busy go-http pod with limits.cpu 500m under wrk, next to the same program built natively
+# under runc with the same limits: the CPU each uses, from its container's cgroup files, stays
+# at the limit, and kubelet's stats/summary (what metrics-server and the HPA read) shows each
+# container's CPU and memory. Host node only: wrk runs where the pod IPs are, and the cgroup
+# files read are v1's (cpuacct.usage).
+stats_under_load() {
+	local rc=0
+	delete_pods busy busy-native
+	stats_checks || rc=$?
+	delete_pods busy busy-native
+	return "$rc"
+}
+
+stats_checks() {
+	local name
+	apply_pod "$(pod busy "$GO_HTTP" '[]')" || return
+	apply_pod "$(pod busy-native "$GO_HTTP_NATIVE" '[]' | sed '/runtimeClassName/d')" || return
+	for name in busy busy-native; do
+		wait_pod "$name" '.status.containerStatuses[0].ready == true' ready || return
+	done
+	for name in busy busy-native; do
+		load_figures "$name" || return
+	done
+}
+
+# load_figures POD: 10 s of wrk on the pod's IP; its container's CPU over that time from the
+# cgroup files (at most the 500m limit, and busy), then what stats/summary says of it once
+# kubelet's stats have caught up with the load.
+load_figures() {
+	local ip id dir u0 u1 t0 t1 rps cores stats i
+	pod_json "$1" || return
+	ip=$(jq -r .status.podIP <<<"$OUT")
+	id=$(jq -r '.status.containerStatuses[0].containerID | sub("^[a-z]+://"; "")' <<<"$OUT")
+	dir=$(find /sys/fs/cgroup/cpuacct/ -type d -name "$id" | head -n1)
+	[[ -n $dir ]] || why "pod $1: no cpuacct cgroup of its container $id" || return
+	u0=$(<"$dir/cpuacct.usage") t0=$(date +%s%N)
+	run_cmd wrk -t2 -c32 -d10s "http://$ip:8080/"
+	u1=$(<"$dir/cpuacct.usage") t1=$(date +%s%N)
+	((RC == 0)) || why "wrk against pod $1 ($ip) failed: $ERR" || return
+	rps=$(awk '/^Requests\/sec/ { print $2 }' <<<"$OUT")
+	cores=$(awk -v u="$((u1 - u0))" -v t="$((t1 - t0))" 'BEGIN { printf "%.2f", u / t }')
+	awk -v c="$cores" 'BEGIN { exit !(c <= 0.55) }' || why "pod $1 used $cores cores under wrk, past its 500m limit" || return
+	awk -v c="$cores" 'BEGIN { exit !(c >= 0.05) }' || why "pod $1 used only $cores cores under wrk: not busy" || return
+	for ((i = 0; i < 30; i++)); do
+		stats=$(container_stats "$1") || return
+		(($(jq .cpu <<<"$stats") >= u1)) && break
+		sleep 2
+	done
+	(($(jq .cpu <<<"$stats") >= u1)) || why "pod $1: stats/summary's CPU $(jq .cpu <<<"$stats") ns is behind its cgroup's $u1 ns after 60 s" || return
+	(($(jq .memory <<<"$stats") > 0)) || why "pod $1: stats/summary shows no container memory: $stats" || return
+	note "$1: $rps req/s at $cores cores (cgroup cpuacct.usage, limit 0.5); stats/summary: container CPU $(jq .cpu <<<"$stats") ns, working set $(jq .memory <<<"$stats") B, pod working set $(jq .pod_memory <<<"$stats") B"
+}
+
+# container_stats POD: {cpu (ns), memory (working set bytes), pod_memory} of the pod's first
+# container in kubelet's stats/summary.
+container_stats() {
+	"${KUBECTL[@]}" get --raw "/api/v1/nodes/$NODE/proxy/stats/summary" |
+		jq -ce --arg pod "$1" '.pods[] | select(.podRef.name == $pod) | {cpu: (.containers[0].cpu.usageCoreNanoSeconds // 0), memory: (.containers[0].memory.workingSetBytes // 0), pod_memory: (.memory.workingSetBytes // 0)}'
 }
 
 # What pods leave on the node, one "kind what" line each. The VM: cgroups below kubepods.slice,
@@ -603,7 +677,7 @@ step() {
 started=$SECONDS
 OOM_DESCRIBE=0 CONFIG_SUM='' HN_WORK='' HN_CTR=''
 kvm_cheap
-if check "prerequisites: containerd $(sed -n 's/^readonly CTRD2_VERSION=\([0-9.]*\).*/\1/p' "$H"), docker-registry, jq$([[ $NODE_KIND == host ]] || echo ', qemu, debootstrap')" prerequisites &&
+if check "prerequisites: containerd $(sed -n 's/^readonly CTRD2_VERSION=\([0-9.]*\).*/\1/p' "$H"), docker-registry, jq, wrk$([[ $NODE_KIND == host ]] || echo ', qemu, debootstrap')" prerequisites &&
 	check "build the product (cargo build --release --workspace) and the installer image" build_product &&
 	check "build Kubernetes (kube binary: etcd, apiserver, controller-manager, scheduler, kubelet, kube-proxy, kubectl)" build_kube &&
 	step vm "node VM image (Debian 12, systemd, containerd 2.x, runc, CNI bridge)" build_image &&
@@ -627,6 +701,7 @@ case_ "kubectl delete stops a running pod with SIGTERM within its grace period" 
 case_ "a pod past its memory limit shows OOMKilled, and why in its termination message" oom_killed
 case_ "a trapping pod: exit 134, the trap in its termination message (describe: Last State)" trap_described
 if ((OOM_DESCRIBE && CLUSTER)); then show "kubectl describe pod oom" "${KUBECTL[@]}" describe pod oom; fi
+case_ host "a busy go-http pod (limits.cpu 500m) and the same program under runc: CPU at the limit, stats/summary shows CPU and memory" stats_under_load
 case_ "scale go-http to 20 replicas and back: nothing left on the node" scale_20
 if ((CLUSTER)); then
 	show "kubectl get pods -A -o wide (before uninstall)" "${KUBECTL[@]}" get pods -A -o wide

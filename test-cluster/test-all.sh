@@ -57,8 +57,11 @@ for mod in sdk/go examples/go-hello examples/go-http test-cluster/cri/client; do
 	(cd "$mod" && go test -v -count=1 ./...) 2>&1 | tee -a "$log/go" || rc=1
 done
 
+echo "== fuzz: each target for 60 s (cargo fuzz, libFuzzer + AddressSanitizer)"
+test-cluster/fuzz.sh 2>&1 | tee "$log/e2e" || rc=1
+
 echo "== end to end: command modules"
-test-cluster/e2e.sh 1.6 2 2>&1 | tee "$log/e2e" || rc=1
+test-cluster/e2e.sh 1.6 2 2>&1 | tee -a "$log/e2e" || rc=1
 echo "== end to end: HTTP services"
 test-cluster/e2e-http.sh 1.6 2 2>&1 | tee -a "$log/e2e" || rc=1
 echo "== end to end: preview-2 components (wasi:cli, wasi:sockets, wasi:http)"

@@ -15,6 +15,10 @@ pub const ANNOTATIONS: &str = "fabricks.io/*";
 pub const MESSAGE_PATH: &str = "io.kubernetes.container.terminationMessagePath";
 /// Written above our table so whoever reads the config knows where it came from.
 const MARK: &str = "# Added by fabricks-node-installer; `fabricks-node-installer uninstall` removes it.";
+/// The mark when the config did not end with a line break: adding a table after its last
+/// line gave it one, which the uninstall takes away again.
+const MARK_NO_FINAL_NEWLINE: &str =
+    "# Added by fabricks-node-installer, with the line break above; `fabricks-node-installer uninstall` removes both.";
 
 /// The config schema, which decides where CRI's runtimes live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,7 +153,11 @@ pub fn add_runtime(text: &str, what: &str) -> Result<String> {
     if runtimes.get(RUNTIME_NAME).is_some_and(is_current) {
         return Ok(text.to_owned());
     }
-    runtimes.insert(RUNTIME_NAME, Item::Table(runtime_table()));
+    let mut ours = runtime_table();
+    if !text.is_empty() && !text.ends_with('\n') {
+        ours.decor_mut().set_prefix(format!("\n{MARK_NO_FINAL_NEWLINE}\n"));
+    }
+    runtimes.insert(RUNTIME_NAME, Item::Table(ours));
     Ok(doc.to_string())
 }
 
@@ -170,8 +178,16 @@ pub fn remove_runtime(text: &str, what: &str) -> Result<String> {
     if !runtimes.get(RUNTIME_NAME).is_some_and(is_ours) {
         return Ok(text.to_owned());
     }
-    runtimes.remove(RUNTIME_NAME);
-    Ok(doc.to_string())
+    let removed = runtimes.remove(RUNTIME_NAME);
+    let had_no_final_newline = removed
+        .as_ref()
+        .and_then(|item| item.as_table()?.decor().prefix()?.as_str())
+        .is_some_and(|prefix| prefix.contains(MARK_NO_FINAL_NEWLINE));
+    let mut out = doc.to_string();
+    if had_no_final_newline && out.ends_with('\n') {
+        out.pop();
+    }
+    Ok(out)
 }
 
 /// The containerd major version in `containerd --version` output, e.g. Debian's
@@ -239,6 +255,19 @@ root = "/var/lib/containerd"
         let upgraded = add_runtime(&older, "t").unwrap();
         assert!(upgraded.contains(MESSAGE_PATH), "not upgraded:\n{upgraded}");
         assert!(!remove_runtime(&older, "t").unwrap().contains(RUNTIME_TYPE), "the older table stayed");
+    }
+
+    #[test]
+    fn a_config_without_a_final_newline_comes_back_byte_for_byte() {
+        // Found by the containerd_config fuzz target (test-cluster/fuzz).
+        for text in [
+            "[[88]]\t",
+            "x = 1",
+            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\nsnapshotter = \"overlayfs\"",
+        ] {
+            let added = add_runtime(text, "t").unwrap();
+            assert_eq!(remove_runtime(&added, "t").unwrap(), text, "after adding:\n{added}");
+        }
     }
 
     #[test]
