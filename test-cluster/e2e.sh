@@ -63,6 +63,16 @@ make_rootfses() {
 	# (module (func (export "run") (result i32) i32.const 7)): no _start, one export to run.
 	mkdir -p "$r/export"
 	printf '\0asm\1\0\0\0\1\5\1\140\0\1\177\3\2\1\0\7\7\1\3run\0\0\12\6\1\4\0\101\7\13' >"$r/export/m.wasm"
+	# A host file outside every rootfs, and a rootfs whose links point at it: absolute,
+	# relative and through a directory link (as a hostile image layer would carry them).
+	SECRET=secret-$RANDOM$RANDOM
+	echo "$SECRET" >"$TMP/host-secret"
+	mkdir -p "$r/escape"
+	cp "$TMP/go-hello.wasm" "$r/escape/go-hello.wasm"
+	ln -s "$TMP/host-secret" "$r/escape/abs"
+	ln -s ../../host-secret "$r/escape/rel"
+	ln -s "$TMP" "$r/escape/dir"
+	ln -s /proc/self/environ "$r/escape/environ"
 }
 
 # --- cases ---------------------------------------------------------------------------------
@@ -199,6 +209,22 @@ trap_reported() {
 	run_ctr run --rm --runtime "$RT" --rootfs "$TMP/rootfs/trap" e2e-trap /trap.wasm
 	expect_rc 134 && expect_err_re 'trap' && expect_err_re 'wasm backtrace' &&
 		expect_err_re 'unreachable' && expect_gone e2e-trap
+}
+
+# A module reads where its rootfs links and `..` lead out of it, the shim's own environment and
+# another container's rootfs: each read fails (go-hello exits 1 saying why), none shows the file.
+escape_denied() {
+	local path denied=()
+	for path in /abs /rel /dir/host-secret /environ /proc/self/environ "/../../..$TMP/host-secret" \
+		"$TMP/host-secret" "/..$TMP/rootfs/trap/trap.wasm"; do
+		run_ctr run --rm --runtime "$RT" --rootfs "$TMP/rootfs/escape" e2e-escape /go-hello.wasm --read "$path"
+		((RC == 1)) || why "--read $path: exit $RC, want 1 (denied)" || return
+		[[ $OUT$ERR != *"$SECRET"* && $OUT != *"read "*" bytes from"* ]] || why "--read $path read it: $OUT" || return
+		expect_out "go-hello: read $path" || return
+		denied+=("$path: ${ERR##*: }")
+	done
+	expect_gone e2e-escape || return
+	note "denied: $(printf '%s; ' "${denied[@]}")"
 }
 
 pause_native() {
@@ -435,6 +461,7 @@ flavour_cases() {
 	check "SIGKILL stops a spinning module (exit 137)" kill_case e2e-kill SIGKILL 137 --spin log
 	check "SIGTERM stops a spinning module (exit 143)" kill_case e2e-term-spin SIGTERM 143 --spin log
 	check "a trap exits 134 with a wasm backtrace on stderr" trap_reported
+	check "escapes: links and .. out of the rootfs, /proc/self/environ, another rootfs: each read denied" escape_denied
 	check "import the fsprobe image" import_image "$TMP/fsprobe.tar" "$IMG_PROBE" wasi/wasm
 	check "/dev/null, /dev/zero, /dev/full, /dev/urandom and os.TempDir() work as on Linux" usual_files
 	check "a 16 MiB tmpfs mount takes 15 MiB" tmpfs_fits
