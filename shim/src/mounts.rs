@@ -90,9 +90,14 @@ enum Kind {
     Other,
 }
 
-fn kind(m: &Mount) -> Kind {
+/// Whether `m` binds a host path (its type, or the `bind`/`rbind` option, says so).
+pub fn is_bind(m: &Mount) -> bool {
     let options = m.options().as_deref().unwrap_or_default();
-    if m.typ().as_deref() == Some("bind") || options.iter().any(|o| o == "bind" || o == "rbind") {
+    m.typ().as_deref() == Some("bind") || options.iter().any(|o| o == "bind" || o == "rbind")
+}
+
+fn kind(m: &Mount) -> Kind {
+    if is_bind(m) {
         Kind::Bind
     } else if m.typ().as_deref() == Some("tmpfs") {
         Kind::Tmpfs

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
+use crate::mounts;
 use crate::spec::ContainerSpec;
 
 /// kubelet's annotation with the container's `terminationMessagePath`; containerd passes it
@@ -32,9 +33,7 @@ impl TerminationLog {
     pub fn of(spec: &ContainerSpec) -> Option<Self> {
         let path = spec.annotations.get(MESSAGE_PATH).map_or(DEFAULT_PATH, String::as_str);
         let mount = spec.mounts.iter().find(|m| m.destination().as_os_str() == path)?;
-        let options = mount.options().as_deref().unwrap_or_default();
-        let bind = mount.typ().as_deref() == Some("bind") || options.iter().any(|o| o == "bind" || o == "rbind");
-        Some(Self { host: mount.source().clone().filter(|_| bind)? })
+        Some(Self { host: mount.source().clone().filter(|_| mounts::is_bind(mount))? })
     }
 
     /// Writes `reason` unless the program wrote a message of its own (its choice wins).

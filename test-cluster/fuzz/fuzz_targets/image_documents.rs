@@ -8,10 +8,9 @@
 
 use anyhow::{bail, Result};
 use fabricks_image::oci_spec::image::Descriptor;
-use fabricks_image::{read_image, Reference, Source, Want};
+use fabricks_image::{read_image, sha256, Reference, Source, Want};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 struct Parts {
     top: Vec<u8>,
@@ -37,7 +36,7 @@ impl Source for Parts {
 }
 
 fn digest(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+    sha256(data).to_string()
 }
 
 /// Points `descriptor` (a JSON object) at `data`.
