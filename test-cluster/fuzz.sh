@@ -55,6 +55,17 @@ seed() {
 	} >"$CORPORA/image_documents/seed-1"
 }
 
+# crash_notes NAME: the failed assertion and each crashing input, escaped, as notes, so that
+# a CI log alone is enough to write the unit test.
+crash_notes() {
+	local input
+	while IFS= read -r line; do note "$line"; done < <(grep -A4 'panicked' <<<"$ERR" | grep -v '^stack backtrace' | head -n 5)
+	for input in "$HERE/fuzz/artifacts/$1"/*; do
+		[[ -f $input ]] || continue
+		note "input $(basename "$input"): $(python3 -c 'import sys; print(repr(open(sys.argv[1], "rb").read()[:2000]))' "$input")"
+	done
+}
+
 # run_target NAME: fuzzes NAME for SECONDS_EACH; fails on a crash, notes runs and corpus size.
 run_target() {
 	local runs files bytes
@@ -63,6 +74,7 @@ run_target() {
 	files=$(find "$CORPORA/$1" -type f | wc -l)
 	bytes=$(du -sb "$CORPORA/$1" | cut -f1)
 	if ((RC != 0)) && grep -q 'artifact_prefix\|Test unit written' <<<"$ERR"; then
+		crash_notes "$1"
 		why "$(grep -m1 -E 'panicked|ERROR: ' <<<"$ERR"); the input is in $HERE/fuzz/artifacts/$1/" || return
 	fi
 	expect_rc 0 || return

@@ -150,15 +150,79 @@ pub fn add_runtime(text: &str, what: &str) -> Result<String> {
     let mut doc = parse(text, what)?;
     let schema = schema(&doc, what)?;
     let runtimes = runtimes(&mut doc, schema, what)?;
-    if runtimes.get(RUNTIME_NAME).is_some_and(is_current) {
+    let present = runtimes.get(RUNTIME_NAME);
+    if present.is_some_and(is_current) {
         return Ok(text.to_owned());
     }
+    let fresh = present.is_none();
+    let unterminated = lacks_final_newline(text);
+    runtimes.insert(RUNTIME_NAME, Item::Table(marked_runtime_table(unterminated)));
+    let edited = doc.to_string();
+    if fresh {
+        if let Some(appended) = appended(text, schema, unterminated, &edited) {
+            return Ok(appended);
+        }
+    }
+    Ok(edited)
+}
+
+fn lacks_final_newline(text: &str) -> bool {
+    !text.is_empty() && !text.ends_with('\n')
+}
+
+/// [`runtime_table`] with the mark that says whether the config had a final line break.
+fn marked_runtime_table(unterminated: bool) -> Table {
     let mut ours = runtime_table();
-    if !text.is_empty() && !text.ends_with('\n') {
+    if unterminated {
         ours.decor_mut().set_prefix(format!("\n{MARK_NO_FINAL_NEWLINE}\n"));
     }
-    runtimes.insert(RUNTIME_NAME, Item::Table(ours));
-    Ok(doc.to_string())
+    ours
+}
+
+/// Our table as the text appended to a config: a `[plugins."…".containerd.runtimes.fabricks]`
+/// section, with a line break first after a config that had no final one (`unterminated`).
+fn block(schema: Schema, unterminated: bool) -> String {
+    let mut doc = DocumentMut::new();
+    let runtimes = runtimes(&mut doc, schema, "").expect("an empty document holds any table");
+    runtimes.insert(RUNTIME_NAME, Item::Table(marked_runtime_table(unterminated)));
+    let section = doc.to_string();
+    if unterminated {
+        format!("\n{section}")
+    } else {
+        section
+    }
+}
+
+/// `text` with [`block`] appended, if that means what `edited` (the same edit made by
+/// toml_edit) means. Every byte of the user's config then stays as it was: toml_edit renders
+/// a document it changed anew, which groups the dotted keys of one table together and moves
+/// blank lines.
+fn appended(text: &str, schema: Schema, unterminated: bool, edited: &str) -> Option<String> {
+    let out = format!("{text}{}", block(schema, unterminated));
+    same_values(&out, edited).then_some(out)
+}
+
+/// Whether two configs hold the same values, whatever their layout.
+fn same_values(a: &str, b: &str) -> bool {
+    match (a.parse::<toml::Table>(), b.parse::<toml::Table>()) {
+        (Ok(a), Ok(b)) => same_tables(&a, &b),
+        _ => false,
+    }
+}
+
+fn same_tables(a: &toml::Table, b: &toml::Table) -> bool {
+    a.len() == b.len() && a.iter().all(|(key, value)| b.get(key).is_some_and(|other| same_value(value, other)))
+}
+
+/// `==`, except that `nan` is the same as `nan` (the same text read twice).
+fn same_value(a: &toml::Value, b: &toml::Value) -> bool {
+    use toml::Value;
+    match (a, b) {
+        (Value::Float(x), Value::Float(y)) => x == y || (x.is_nan() && y.is_nan()),
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_value(x, y)),
+        (Value::Table(x), Value::Table(y)) => same_tables(x, y),
+        _ => a == b,
+    }
 }
 
 /// Removes our runtime from `text`; a `fabricks` runtime that is not ours (another
@@ -183,11 +247,23 @@ pub fn remove_runtime(text: &str, what: &str) -> Result<String> {
         .as_ref()
         .and_then(|item| item.as_table()?.decor().prefix()?.as_str())
         .is_some_and(|prefix| prefix.contains(MARK_NO_FINAL_NEWLINE));
-    let mut out = doc.to_string();
-    if had_no_final_newline && out.ends_with('\n') {
-        out.pop();
+    let mut edited = doc.to_string();
+    if had_no_final_newline && edited.ends_with('\n') {
+        edited.pop();
     }
-    Ok(out)
+    Ok(cut(text, schema, &edited).unwrap_or(edited))
+}
+
+/// `text` without the [`block`] an install appended, if that means what `edited` (the same
+/// removal made by toml_edit) means: the config comes back byte for byte, whatever the user
+/// changed elsewhere in it since.
+fn cut(text: &str, schema: Schema, edited: &str) -> Option<String> {
+    [true, false].into_iter().find_map(|unterminated| {
+        let block = block(schema, unterminated);
+        let at = text.rfind(&block)?;
+        let out = format!("{}{}", &text[..at], &text[at + block.len()..]);
+        same_values(&out, edited).then_some(out)
+    })
 }
 
 /// The containerd major version in `containerd --version` output, e.g. Debian's
@@ -268,6 +344,33 @@ root = "/var/lib/containerd"
             let added = add_runtime(text, "t").unwrap();
             assert_eq!(remove_runtime(&added, "t").unwrap(), text, "after adding:\n{added}");
         }
+    }
+
+    #[test]
+    fn dotted_keys_between_other_keys_stay_where_they_were() {
+        // Found by the containerd_config fuzz target: toml_edit, rendering the edited
+        // document, moved `a.y` up to `a.x`.
+        let text = "a.x = 1\nb = 2\na.y = 3\n";
+        let added = add_runtime(text, "t").unwrap();
+        assert!(added.starts_with(text), "{added}");
+        assert_eq!(remove_runtime(&added, "t").unwrap(), text);
+    }
+
+    #[test]
+    fn crlf_blank_lines_stay_as_they_were() {
+        // Found by the containerd_config fuzz target: toml_edit rewrote them as `\n`.
+        for text in ["\r\n\r\n", "version = 2\r\n\r\n[debug]\r\n  level = \"info\"\r\n", "x = 1\r\ny = nan"] {
+            let added = add_runtime(text, "t").unwrap();
+            assert_eq!(remove_runtime(&added, "t").unwrap(), text, "after adding:\n{added:?}");
+        }
+    }
+
+    #[test]
+    fn a_key_written_after_the_install_is_kept_and_the_rest_comes_back() {
+        let added = add_runtime(V2, "t").unwrap();
+        let edited = format!("{added}\n[debug]\n  level = \"info\"\n");
+        let removed = remove_runtime(&edited, "t").unwrap();
+        assert_eq!(removed, format!("{V2}\n[debug]\n  level = \"info\"\n"));
     }
 
     #[test]
