@@ -58,7 +58,7 @@ seed() {
 # crash_notes NAME: the failed assertion and each crashing input, escaped, as notes, so that
 # a CI log alone is enough to write the unit test.
 crash_notes() {
-	local input
+	local input line
 	while IFS= read -r line; do note "$line"; done < <(grep -A4 'panicked' <<<"$ERR" | grep -v '^stack backtrace' | head -n 5)
 	for input in "$HERE/fuzz/artifacts/$1"/*; do
 		[[ -f $input ]] || continue
