@@ -359,10 +359,11 @@ unready_story() {
 	local pod
 	pod=$("${KUBECTL[@]}" get pods -l app.kubernetes.io/name=go-http -o json 2>/dev/null |
 		jq -r '[.items[] | select([.status.conditions[]? | select(.type == "Ready" and .status == "True")] | length == 0) | .metadata.name] | first // empty')
-	[[ -n $pod ]] || return 0
-	pod_json "$pod"
-	pod_story "$pod"
-	why "the rollout to 20 replicas did not finish in 300 s; pod $pod is not Ready"
+	if [[ -n $pod ]]; then
+		pod_json "$pod"
+		pod_story "$pod"
+	fi
+	why "the rollout to 20 replicas did not finish in 300 s${pod:+; pod $pod is not Ready}"
 }
 
 # node_log containerd|kubelet: the component's log on the node.
@@ -372,7 +373,8 @@ node_log() {
 	elif [[ $1 == containerd ]]; then
 		cat "$HN_WORK/containerd.log" 2>/dev/null
 	else
-		cat "${FABRICKS_HOSTNODE_DIR:-/tmp/fabricks-hostnode}/logs/kubelet.log" 2>/dev/null
+		# host-node.sh keeps the harness in h/ and the components' logs in logs/ of its state.
+		cat "${HN_WORK%/h/*}/logs/kubelet.log" 2>/dev/null
 	fi
 }
 
@@ -654,10 +656,7 @@ scale_20() {
 	k rollout status deployment/go-http --timeout=${POD_WAIT}s || return
 	before=$(inventory) || why "inventory on the node failed" || return
 	k scale deployment/go-http --replicas=20 || return
-	k rollout status deployment/go-http --timeout=300s || {
-		unready_story
-		return 1
-	}
+	k rollout status deployment/go-http --timeout=300s || unready_story || return
 	k get pods -l app.kubernetes.io/name=go-http -o json || return
 	[[ $(jq '[.items[] | select(.status.phase == "Running")] | length' <<<"$OUT") == 20 ]] || why "not 20 go-http pods Running" || return
 	show "kubectl get pods -o wide (20 replicas)" "${KUBECTL[@]}" get pods -o wide
