@@ -40,9 +40,12 @@ impl containerd_shim::Shim for FabricksShim {
     fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
         let spec = ContainerSpec::load(Path::new(".")).ok();
         let grouping = spec.as_ref().and_then(|s| s.sandbox_id()).map_or_else(|| opts.id.clone(), str::to_string);
-        // If the pod's shim already listens on the grouping's socket, the spawned process
-        // sees the address in use, reports it and exits.
-        let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &grouping);
+        // A pod's later containers join the shim that already serves the pod, as containerd's
+        // own shims do: answering with its address here saves spawning a server only to have
+        // it find the address in use, and waiting on that server's stdout, which once hung a
+        // StartContainer for its whole 2-minute deadline.
+        let address = if serving(&address) { address } else { containerd_shim::spawn(opts, &grouping, Vec::new())?.1 };
         std::fs::write("address", &address)
             .map_err(|e| containerd_shim::Error::Other(format!("writing the address file: {e}")))?;
         Ok(address)
@@ -86,6 +89,22 @@ impl containerd_shim::Shim for FabricksShim {
     }
 }
 
+/// Whether a shim listens on `address` (`unix://…`). The connect does not block, so a
+/// listener that does not accept cannot stall the start; a stale socket file (its shim died)
+/// refuses, and then a new shim is spawned, which replaces the file.
+fn serving(address: &str) -> bool {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let Ok(addr) = UnixAddr::new(address.trim_start_matches("unix://")) else {
+        return false;
+    };
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let Ok(fd) = socket(AddressFamily::Unix, SockType::Stream, flags, None) else {
+        return false;
+    };
+    connect(fd.as_raw_fd(), &addr).is_ok()
+}
+
 fn socket_inode(socket: &str) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(socket.trim_start_matches("unix://")).ok().map(|m| m.ino())
@@ -102,5 +121,24 @@ fn remove_socket(socket: &str, ours: Option<u64>) {
     }
     if let Err(e) = std::fs::remove_file(socket.trim_start_matches("unix://")) {
         log::warn!("removing the shim socket {socket}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serving;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn a_listening_socket_is_serving_and_a_stale_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let address = format!("unix://{}", path.display());
+        assert!(!serving(&address), "no socket file yet");
+        let listener = UnixListener::bind(&path).unwrap();
+        assert!(serving(&address), "a listener that has not accepted yet still serves");
+        drop(listener);
+        assert!(path.exists(), "the stale file stays, as after a shim that died");
+        assert!(!serving(&address), "a socket nobody listens on refuses");
     }
 }
