@@ -41,14 +41,15 @@ sockets() {
 		listening=$((listening + $(ss -xlp 2>/dev/null | grep -c "pid=$p,")))
 	done
 	while read -r h; do
-		if [[ -S /run/containerd/s/$h ]]; then stale=$((stale + 1)); fi
+		if [[ -S $h ]]; then stale=$((stale + 1)); fi
 	done <"$TMP/socket-names"
 	echo $((listening + stale))
 }
 socket_names() {
 	local i
 	for ((i = 0; i <= CYCLES; i++)); do
-		printf '%s' "$SOCK/$NS/soak-$i" | sha256sum | cut -d' ' -f1
+		shim_socket "soak-$i"
+		echo
 	done >"$TMP/socket-names"
 }
 cgroups() { find /sys/fs/cgroup/ -mindepth 2 -maxdepth 3 -type d -path "*/$NS/*" 2>/dev/null | wc -l; }

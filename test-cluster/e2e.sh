@@ -313,9 +313,9 @@ cgroup_placement() {
 }
 
 # A shim killed under its running module (OOM killer, node trouble): containerd runs the shim's
-# `delete`, which removes what the dead shim cannot (mounts, cgroups).
+# `delete`, which removes what the dead shim cannot (mounts, cgroups, its socket file).
 shim_killed() {
-	local id=e2e-shimkill shim i
+	local id=e2e-shimkill shim i socket
 	run_ctr run -d --runtime "$RT" "$IMG_TAR" "$id" /go-hello.wasm --sleep 300s
 	expect_rc 0 && wait_status "$id" RUNNING 30 || return
 	shim=$(task_pid "$id")
@@ -327,6 +327,13 @@ shim_killed() {
 		sleep 0.2
 	done
 	[[ -z $(task_status "$id") ]] || why "task $id still listed as $(task_status "$id") after its shim was killed" || return
+	# The dead shim's `delete` also removes the socket file it could not.
+	socket=$(shim_socket "$id")
+	for ((i = 0; i < STOP_WAIT * 5; i++)); do
+		[[ -e $socket ]] || break
+		sleep 0.2
+	done
+	[[ ! -e $socket ]] || why "the killed shim's socket $socket is left" || return
 	run_ctr containers rm "$id"
 	expect_rc 0 && expect_gone "$id"
 }
@@ -477,7 +484,7 @@ flavour_cases() {
 	check "within --memory-limit: the module allocates and exits 0" memory_within_limit
 	check "past --memory-limit: exit 137, the reason on stderr, a TaskOOM event" memory_past_limit
 	check "the module thread is in the container's cpu/cpuacct cgroups, gone after delete" cgroup_placement
-	check "a shim killed under its module leaves no cgroup, mount or state" shim_killed
+	check "a shim killed under its module leaves no cgroup, mount, socket or state" shim_killed
 	check "removing the image's names: the next shim's sweep removes its compiled module" cache_swept_with_image
 	check "tasks left running for down: a pause under runc, a sleeping module" left_running
 }

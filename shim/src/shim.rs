@@ -59,6 +59,7 @@ impl containerd_shim::Shim for FabricksShim {
                 log::warn!("cleaning up native task {}: {e:#}", self.id);
             }
         }
+        remove_dead_socket(&bundle);
         let spec = ContainerSpec::load(&bundle);
         let rootfs = spec.as_ref().map_or_else(|_| bundle.join("rootfs"), |s| s.rootfs.clone());
         if let Err(e) = crate::mounts::unmount_all(&rootfs) {
@@ -105,6 +106,25 @@ fn serving(address: &str) -> bool {
     connect(fd.as_raw_fd(), &addr).is_ok()
 }
 
+/// A shim killed outright leaves its socket file in containerd's global socket directory.
+/// The bundle's `address` file (written at start) names it; it goes only if nothing answers
+/// there, since the same socket serves every container of a pod and a new shim may already
+/// listen on it.
+fn remove_dead_socket(bundle: &Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let address = address.trim();
+    if address.is_empty() || serving(address) {
+        return;
+    }
+    match std::fs::remove_file(address.trim_start_matches("unix://")) {
+        Ok(()) => log::info!("removed the dead shim's socket {address}"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("removing the dead shim's socket {address}: {e}"),
+    }
+}
+
 fn socket_inode(socket: &str) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(socket.trim_start_matches("unix://")).ok().map(|m| m.ino())
@@ -126,7 +146,7 @@ fn remove_socket(socket: &str, ours: Option<u64>) {
 
 #[cfg(test)]
 mod tests {
-    use super::serving;
+    use super::{remove_dead_socket, serving};
     use std::os::unix::net::UnixListener;
 
     #[test]
@@ -140,5 +160,19 @@ mod tests {
         drop(listener);
         assert!(path.exists(), "the stale file stays, as after a shim that died");
         assert!(!serving(&address), "a socket nobody listens on refuses");
+    }
+
+    #[test]
+    fn a_dead_shims_socket_goes_and_a_live_one_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        std::fs::write(dir.path().join("address"), format!("unix://{}", path.display())).unwrap();
+        let listener = UnixListener::bind(&path).unwrap();
+        remove_dead_socket(dir.path());
+        assert!(path.exists(), "a socket that still answers serves other containers of the pod");
+        drop(listener);
+        remove_dead_socket(dir.path());
+        assert!(!path.exists(), "the socket of a shim that died is removed");
+        remove_dead_socket(dir.path());
     }
 }
