@@ -49,7 +49,6 @@ socket_names() {
 	local i
 	for ((i = 0; i <= CYCLES; i++)); do
 		shim_socket "soak-$i"
-		echo
 	done >"$TMP/socket-names"
 }
 cgroups() { find /sys/fs/cgroup/ -mindepth 2 -maxdepth 3 -type d -path "*/$NS/*" 2>/dev/null | wc -l; }

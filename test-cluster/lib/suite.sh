@@ -202,7 +202,7 @@ use_flavour() {
 # shim_socket ID: where a shim for grouping ID (a task id, or a pod's sandbox id) listens; the
 # shim crate names it after containerd's address, the namespace and ID, in one global directory.
 shim_socket() {
-	printf '/run/containerd/s/%s' "$(printf '%s' "$SOCK/$NS/$1" | sha256sum | cut -d' ' -f1)"
+	printf '/run/containerd/s/%s\n' "$(printf '%s' "$SOCK/$NS/$1" | sha256sum | cut -d' ' -f1)"
 }
 
 # ctr itself, not through `harness.sh ctr`: a timeout must hit ctr, not a shell around it.
