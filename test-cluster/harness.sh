@@ -509,6 +509,12 @@ cri_down() {
 }
 
 # SIGTERM to the pids that "$1" prints, SIGKILL to those still there 5 s later.
+# Background compiles into our cache (a command's first start ran baseline code): detached
+# from their shims, they end by themselves once the optimized entry is written.
+our_compiles() {
+	pgrep -f "containerd-shim-fabricks-v1 compile --entry $W/cache/" || true
+}
+
 stop_all() {
 	local pids _
 	pids=$("$1")
@@ -551,6 +557,8 @@ cmd_down() {
 		done
 	done <"$W/containers"
 	stop_all container_procs
+	for _ in {1..300}; do [[ -z $(our_compiles) ]] && break; sleep 0.2; done
+	stop_all our_compiles
 	fifos=$(our_fifo_dirs)
 	stop_all our_shims
 	# shellcheck disable=SC2086 # one dir per word
@@ -569,6 +577,7 @@ cmd_leftovers() {
 	out=$(
 		if pid=$(our_pid); then echo "containerd pid $pid"; fi
 		for pid in $(our_shims); do echo "shim pid $pid: $(tr '\0' ' ' 2>/dev/null </proc/"$pid"/cmdline)"; done
+		for pid in $(our_compiles); do echo "background compile pid $pid"; done
 		for pid in $(container_procs); do echo "container pid $pid: $(tr '\0' ' ' 2>/dev/null </proc/"$pid"/cmdline)"; done
 		for id in $(our_mounts); do
 			if [[ $(findmnt -n -o FSTYPE --mountpoint "$id" 2>/dev/null) == nsfs ]]; then echo "netns $id"; else echo "mount $id"; fi

@@ -60,7 +60,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             let command = Command { sockets: bind(&listen)?, ..command };
             match engine.module_kind(&module, &command.args[0])? {
                 ModuleKind::Command => engine.run(&module, command, &stopper),
-                ModuleKind::Reactor => serve_reactor(&engine, &module, command, &stopper),
+                ModuleKind::Reactor => serve_reactor(&module, command, &stopper),
             }
         }
         Program::Component(component) => match component.kind() {
@@ -94,12 +94,7 @@ fn serve_component(
 /// A reactor module: this process serves HTTP on the listeners with a pool of instances,
 /// exactly as the shim does (fabricks-http). Settings come from the environment
 /// (`FABRICKS_INSTANCES`, …); the pool defaults to one instance per CPU.
-fn serve_reactor(
-    engine: &Engine,
-    module: &fabricks_engine::Module,
-    mut command: Command,
-    stopper: &Stopper,
-) -> Result<i32> {
+fn serve_reactor(module: &fabricks_engine::Module, mut command: Command, stopper: &Stopper) -> Result<i32> {
     let program = command.args[0].clone();
     let sockets = std::mem::take(&mut command.sockets);
     ensure!(
@@ -121,7 +116,6 @@ fn serve_reactor(
         })
     };
     let reactor = fabricks_engine::Reactor::new(
-        engine,
         module,
         &program,
         std::sync::Arc::new(factory),

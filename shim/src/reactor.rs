@@ -22,7 +22,6 @@ pub struct ReactorTask {
 /// `command` is the WASI view every instance gets (its stdio handles are duplicated per
 /// instance); `sockets` are served by the shim, not handed to the module.
 pub fn prepare(
-    engine: &Engine,
     module: &Module,
     program: &str,
     spec: &ContainerSpec,
@@ -40,7 +39,7 @@ pub fn prepare(
     let settings = settings(spec).context("reading the reactor settings")?;
     let template = Arc::new(command);
     let factory = move || duplicate(&template);
-    let reactor = Reactor::new(engine, module, program, Arc::new(factory), stopper, settings.instance_memory)?;
+    let reactor = Reactor::new(module, program, Arc::new(factory), stopper, settings.instance_memory)?;
     let pool = Arc::new(Pool::new(reactor, &settings)?);
     log::info!(
         "{program}: reactor with {} instances, queue {}, timeout {}s, memory per instance {}",

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use fabricks_engine::{
-    CachePin, Command, Component, ComponentKind, Engine, ExitReason, MemoryLimit, Module, ModuleKind, NetNamespace,
-    Network, Preopen, Program, Stdio, Stopper,
+    CachePin, Command, Component, ComponentKind, Engine, ExitReason, FirstStart, MemoryLimit, Module, ModuleKind,
+    NetNamespace, Network, Preopen, Program, Stdio, Stopper,
 };
 use fabricks_listen::ListenSpec;
 
@@ -79,7 +79,11 @@ impl WasmTask {
         place: impl FnOnce() -> Result<Option<Cgroup>>,
     ) -> Result<Self> {
         let program_name = spec.program().unwrap_or_default().to_string();
-        let (program, pin) = engine.load_program_pinned(wasm).with_context(|| format!("loading {program_name}"))?;
+        // A service (it has ports) lives on the code it starts with: it waits for optimized
+        // code. A command may start on baseline code while that compiles (docs/design.md).
+        let first = if net.listen.is_empty() { FirstStart::Baseline } else { FirstStart::Optimized };
+        let (program, pin) =
+            engine.load_program_pinned(wasm, first).with_context(|| format!("loading {program_name}"))?;
         let stdout = stdio::open_output(io.stdout)?;
         let stderr = stdio::open_output(io.stderr)?;
         let stderr_copy = match &stderr {
@@ -123,15 +127,9 @@ impl WasmTask {
                         let stdin = stdio::open_input(io.stdin)?;
                         Run::Command(module, Command { sockets, stdin, ..command })
                     }
-                    ModuleKind::Reactor => Run::Reactor(crate::reactor::prepare(
-                        engine,
-                        &module,
-                        &program_name,
-                        spec,
-                        command,
-                        sockets,
-                        &stopper,
-                    )?),
+                    ModuleKind::Reactor => {
+                        Run::Reactor(crate::reactor::prepare(&module, &program_name, spec, command, sockets, &stopper)?)
+                    }
                 }
             }
             Program::Component(_) if export.is_some() => {

@@ -74,21 +74,16 @@ impl ModuleCache {
         if let Some(module) = self.cached(&load, path) {
             return Ok(module);
         }
-        let _lock = EntryLock::take(path)?;
-        // Another process may have finished the same module while we waited for the lock.
-        if let Some(module) = self.cached(&load, path) {
-            return Ok(module);
-        }
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let started = std::time::Instant::now();
-        let compiled =
-            compile(&tmp).and_then(|()| fs::rename(&tmp, path).with_context(|| format!("storing {}", path.display())));
-        if let Err(e) = compiled {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
+        if !store(path, compile)? {
+            // Another process finished the same module while we waited for the lock.
+            return self.cached(&load, path).with_context(|| {
+                format!(
+                    "{} was compiled by another process but cannot be loaded (it is removed now): start again",
+                    path.display()
+                )
+            });
         }
         self.compiles.fetch_add(1, Ordering::Relaxed);
-        log::info!("compiled module {} in {:?}", path.display(), started.elapsed());
         self.try_load(&load, path).with_context(|| format!("loading freshly compiled {}", path.display()))
     }
 
@@ -112,6 +107,26 @@ impl ModuleCache {
             }
         }
     }
+}
+
+/// Writes the entry at `path` with `compile` (given a temporary path to write) unless it is
+/// there once the entry's lock is ours; true if this call compiled it. Atomic for readers:
+/// a finished file is renamed into place.
+pub(crate) fn store(path: &Path, compile: impl FnOnce(&Path) -> Result<()>) -> Result<bool> {
+    let _lock = EntryLock::take(path)?;
+    if path.exists() {
+        return Ok(false);
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let started = std::time::Instant::now();
+    let compiled =
+        compile(&tmp).and_then(|()| fs::rename(&tmp, path).with_context(|| format!("storing {}", path.display())));
+    if let Err(e) = compiled {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    log::info!("compiled module {} in {:?}", path.display(), started.elapsed());
+    Ok(true)
 }
 
 /// `wasmtime-<version>-<hash of the settings that make compiled code compatible>`.

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::unrunnable::{unrunnable, Problem};
-use crate::Compiler;
+use crate::{Compiler, Tier};
 
 /// Rejects files that are not WebAssembly core modules, with a message a user can act on.
 pub fn check_magic(bytes: &[u8]) -> Result<()> {
@@ -28,17 +28,34 @@ pub fn check_magic(bytes: &[u8]) -> Result<()> {
 }
 
 /// Compiles `wasm` (a core module or a component) with the engine configuration every
-/// Fabricks process shares and writes the result to `out`. Entry point for compiler child
-/// processes.
-pub fn compile_to_file(wasm: &[u8], out: &Path) -> Result<()> {
-    let engine = crate::new_wasmtime_engine()?;
+/// Fabricks process shares for `tier` and writes the result to `out`. Entry point for
+/// compiler child processes.
+pub fn compile_to_file(wasm: &[u8], out: &Path, tier: Tier) -> Result<()> {
+    let engine = match tier {
+        Tier::Optimized => crate::new_wasmtime_engine()?,
+        Tier::Baseline => crate::new_baseline_engine()?,
+    };
     compile_in_process(&engine, wasm, out)
 }
 
-pub(crate) fn compile(engine: &wasmtime::Engine, compiler: &Compiler, wasm: &[u8], out: &Path) -> Result<()> {
+/// Compiles `wasm` with the optimizing tier into the cache entry `entry` (a
+/// [`crate::ModuleCache::entry_path`]) unless some process has: the background compile
+/// after a first start on baseline code.
+pub fn compile_into_cache(wasm: &[u8], entry: &Path) -> Result<()> {
+    let engine = crate::new_wasmtime_engine()?;
+    crate::cache::store(entry, |out| compile_in_process(&engine, wasm, out)).map(drop)
+}
+
+pub(crate) fn compile(
+    engine: &wasmtime::Engine,
+    compiler: &Compiler,
+    wasm: &[u8],
+    out: &Path,
+    tier: Tier,
+) -> Result<()> {
     match compiler {
         Compiler::InProcess => compile_in_process(engine, wasm, out),
-        Compiler::External(compile) => compile(wasm, out),
+        Compiler::External(compile) => compile(wasm, out, tier),
     }
 }
 

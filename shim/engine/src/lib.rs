@@ -25,7 +25,7 @@ use anyhow::{Context, Result};
 
 pub use cache::ModuleCache;
 pub use command::{Command, Preopen, Socket, Stdio};
-pub use compile::{check_magic, compile_to_file};
+pub use compile::{check_magic, compile_into_cache, compile_to_file};
 pub use component::{
     wasm_kind, Component, ComponentConfig, ComponentKind, CostSummary, HttpService, NetNamespace, Network, Program,
     WasmKind,
@@ -52,7 +52,31 @@ pub enum Compiler {
     External(Arc<ExternalCompiler>),
 }
 
-pub type ExternalCompiler = dyn Fn(&[u8], &Path) -> Result<()> + Send + Sync;
+pub type ExternalCompiler = dyn Fn(&[u8], &Path, Tier) -> Result<()> + Send + Sync;
+
+/// Which of wasmtime's compilers makes the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// Cranelift: what the cache holds and every start after the first maps.
+    Optimized,
+    /// Winch, 4–6× faster to compile and up to 2.7× slower to run (docs/design.md): a
+    /// first start's code, never cached.
+    Baseline,
+}
+
+/// What a start may run while its module has no optimized code in the cache yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstStart {
+    /// Wait for the optimized compile: a service lives on the code it starts with.
+    Optimized,
+    /// Baseline code now, if the engine was given a background compiler for the optimized
+    /// entry ([`Engine::with_baseline_first_start`]); otherwise as `Optimized`.
+    Baseline,
+}
+
+/// Starts the optimized compile of a module (its bytes) into its cache entry (the path),
+/// to finish on its own: it must outlive the call and may outlive the process.
+pub type BackgroundCompiler = dyn Fn(&[u8], &Path) -> Result<()> + Send + Sync;
 
 impl std::fmt::Debug for Compiler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,6 +101,14 @@ pub struct Engine {
     compiler: Compiler,
     /// The async engine components run on, made on first use (see `component`).
     components: component::Engines,
+    baseline: Option<Baseline>,
+}
+
+/// The baseline tier: its engine and who compiles the optimized code meanwhile.
+#[derive(Clone)]
+struct Baseline {
+    engine: wasmtime::Engine,
+    optimize: Arc<BackgroundCompiler>,
 }
 
 impl Engine {
@@ -88,7 +120,49 @@ impl Engine {
     pub fn with_components(options: EngineOptions, components: ComponentConfig) -> Result<Self> {
         let inner = new_wasmtime_engine()?;
         let cache = ModuleCache::new(&options.cache_dir, &inner)?;
-        Ok(Self { inner, cache, compiler: options.compiler, components: component::Engines::new(components) })
+        Ok(Self {
+            inner,
+            cache,
+            compiler: options.compiler,
+            components: component::Engines::new(components),
+            baseline: None,
+        })
+    }
+
+    /// Lets a first start ([`FirstStart::Baseline`]) of a core module run Winch's code at
+    /// once while `optimize` writes Cranelift's into the cache for every later start.
+    pub fn with_baseline_first_start(mut self, optimize: Arc<BackgroundCompiler>) -> Result<Self> {
+        self.baseline = Some(Baseline { engine: new_baseline_engine()?, optimize });
+        Ok(self)
+    }
+
+    /// Baseline code for `wasm`, whose optimized entry `entry` is missing; `None` (with the
+    /// reason logged) where the optimized compile must do instead.
+    fn load_baseline(&self, wasm: &[u8], entry: &Path) -> Result<Option<Module>> {
+        let Some(baseline) = &self.baseline else { return Ok(None) };
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = entry.with_extension(format!("baseline.tmp{}-{n}", std::process::id()));
+        let started = std::time::Instant::now();
+        let compiled = compile::compile(&baseline.engine, &self.compiler, wasm, &tmp, Tier::Baseline)
+            // SAFETY: our compiler just wrote it; wasmtime checks its header and engine.
+            .and_then(|()| unsafe { Module::deserialize_file(&baseline.engine, &tmp) });
+        // Mapped (or failed): the file is needed no more, and no other start uses it.
+        let _ = std::fs::remove_file(&tmp);
+        let module = match compiled {
+            Ok(module) => module,
+            Err(e) if e.chain().any(|e| e.is::<Unrunnable>()) => return Err(e),
+            Err(e) => {
+                log::warn!("baseline compile of {} failed, compiling optimized code instead: {e:#}", entry.display());
+                return Ok(None);
+            }
+        };
+        log::info!("compiled baseline code for {} in {:?}", entry.display(), started.elapsed());
+        match (baseline.optimize)(wasm, entry) {
+            Ok(()) => log::info!("optimizing {} in the background", entry.display()),
+            Err(e) => log::warn!("could not start optimizing {} in the background: {e:#}", entry.display()),
+        }
+        Ok(Some(module))
     }
 
     /// Returns the compiled module for the wasm file at `path`, compiling it only if no
@@ -107,7 +181,9 @@ impl Engine {
 
     /// The module `wasm`, whose cache entry is `entry`.
     fn load_entry(&self, wasm: &[u8], entry: &Path) -> Result<Module> {
-        self.cache.get_or_compile(&self.inner, entry, |out| compile::compile(&self.inner, &self.compiler, wasm, out))
+        self.cache.get_or_compile(&self.inner, entry, |out| {
+            compile::compile(&self.inner, &self.compiler, wasm, out, Tier::Optimized)
+        })
     }
 
     /// Like [`Engine::load_bytes`], plus a pin that keeps the cache entry from being swept
@@ -142,6 +218,13 @@ impl Engine {
 /// or the cache key (which hashes it) would never match.
 pub(crate) fn new_wasmtime_engine() -> Result<wasmtime::Engine> {
     wasmtime::Engine::new(&base_config()).context("creating the wasmtime engine")
+}
+
+/// The baseline tier's engine: the same settings, Winch instead of Cranelift.
+pub(crate) fn new_baseline_engine() -> Result<wasmtime::Engine> {
+    let mut config = base_config();
+    config.strategy(wasmtime::Strategy::Winch);
+    wasmtime::Engine::new(&config).context("creating the baseline (Winch) wasmtime engine")
 }
 
 /// The settings compiled code depends on, shared by the module and the component engines

@@ -132,7 +132,6 @@ impl Reactor {
     /// Checks that `module` speaks this host's ABI and prepares its instantiation. Every
     /// instance gets `memory_limit` bytes of linear memory at most.
     pub fn new(
-        engine: &Engine,
         module: &Module,
         program: &str,
         command: Arc<CommandFactory>,
@@ -140,7 +139,8 @@ impl Reactor {
         memory_limit: Option<usize>,
     ) -> Result<Self> {
         check_exports(module, program)?;
-        let pre = linker(engine.wasmtime())?.instantiate_pre(module).map_err(|e| {
+        // The module's own engine: a first start may run baseline code (`Tier::Baseline`).
+        let pre = linker(module.engine())?.instantiate_pre(module).map_err(|e| {
             unrunnable(
                 Problem::Imports,
                 format!(
@@ -149,9 +149,9 @@ impl Reactor {
                 ),
             )
         })?;
-        stopper.attach(engine.wasmtime());
+        stopper.attach(module.engine());
         Ok(Self {
-            engine: engine.wasmtime().clone(),
+            engine: module.engine().clone(),
             pre,
             command,
             stopper: stopper.clone(),

@@ -35,12 +35,13 @@ impl Engine {
         let reason = cmd.reason.clone();
         let (wasi, trap_sink) = wasi_context(cmd)?;
         let trap_sink = reason.keeping(trap_sink);
-        let mut store = Store::new(self.wasmtime(), Host { wasi, memory: memory.clone() });
+        // The module's own engine: a first start may run baseline code (`Tier::Baseline`).
+        let mut store = Store::new(module.engine(), Host { wasi, memory: memory.clone() });
         store.limiter(|host| &mut host.memory);
-        arm_stop(&mut store, stop, self.wasmtime());
+        arm_stop(&mut store, stop, module.engine());
 
         self.check_command(module, &program, entry.as_deref())?;
-        let instance = match self.linker()?.instantiate(&mut store, module) {
+        let instance = match linker(module.engine())?.instantiate(&mut store, module) {
             Ok(instance) => instance,
             // Its initial memory alone is past the limit: the same end as growing past it.
             Err(e) if memory.exceeded() => return Ok(exit_status(Err(e), stop, trap_sink, &program, &memory)),
@@ -84,19 +85,19 @@ impl Engine {
                 }
             }
         }
-        self.linker()?.instantiate_pre(module).map(drop).map_err(|e| {
+        linker(module.engine())?.instantiate_pre(module).map(drop).map_err(|e| {
             unrunnable(
                 Problem::Imports,
                 format!("{program} needs imports this host does not provide (only WASI preview 1 is available): {e:#}"),
             )
         })
     }
+}
 
-    fn linker(&self) -> Result<Linker<Host>> {
-        let mut linker = Linker::new(self.wasmtime());
-        wasi_common::sync::add_to_linker(&mut linker, |h: &mut Host| &mut h.wasi)?;
-        Ok(linker)
-    }
+fn linker(engine: &wasmtime::Engine) -> Result<Linker<Host>> {
+    let mut linker = Linker::new(engine);
+    wasi_common::sync::add_to_linker(&mut linker, |h: &mut Host| &mut h.wasi)?;
+    Ok(linker)
 }
 
 /// Calls the entry: `_start`, or the named export after `_initialize` (an `i32` result is

@@ -20,7 +20,9 @@ use crate::ModuleCache;
 /// A shared lock on a cache entry: while it is held, no sweep deletes the entry.
 #[derive(Debug)]
 pub struct CachePin {
-    _file: File,
+    /// None while the entry does not exist yet: a first start running baseline code
+    /// (`Tier::Baseline`) maps no cache file, so it has nothing for a sweep to spare.
+    _file: Option<File>,
     path: PathBuf,
 }
 
@@ -32,7 +34,12 @@ impl CachePin {
         flock(&file, libc::LOCK_SH).with_context(|| format!("locking {}", path.display()))?;
         let pinned = file.metadata()?.ino();
         let current = fs::metadata(path).map(|m| m.ino()).ok();
-        Ok((current == Some(pinned)).then(|| Self { _file: file, path: path.to_path_buf() }))
+        Ok((current == Some(pinned)).then(|| Self { _file: Some(file), path: path.to_path_buf() }))
+    }
+
+    /// The entry at `path`, which is still being compiled: nothing to pin.
+    pub(crate) fn pending(path: &Path) -> Self {
+        Self { _file: None, path: path.to_path_buf() }
     }
 
     /// The pinned cache entry.

@@ -238,7 +238,7 @@ fn a_component_compiles_once_and_loads_from_the_cache_after() {
     let cache = tempfile::tempdir().unwrap();
     let options = || EngineOptions { cache_dir: cache.path().to_path_buf(), compiler: Compiler::InProcess };
     let first = Engine::new(options()).unwrap();
-    let (_, pin) = first.load_program_pinned(&wasm).unwrap();
+    let (_, pin) = first.load_program_pinned(&wasm, fabricks_engine::FirstStart::Optimized).unwrap();
     assert_eq!(first.cache().compiles(), 1);
     assert!(pin.path().to_string_lossy().ends_with(".component.cwasm"), "{}", pin.path().display());
     let second = Engine::new(options()).unwrap();

@@ -69,7 +69,7 @@ fn prepare(engine: &Engine, wasm: &[u8], stopper: &Stopper) -> Result<Reactor> {
     let module = engine.load_bytes(wasm)?;
     assert_eq!(engine.module_kind(&module, "r.wasm")?, ModuleKind::Reactor);
     let command = || Ok(Command { args: vec!["r.wasm".into()], cwd: "/".into(), ..Default::default() });
-    Reactor::new(engine, &module, "r.wasm", Arc::new(command), stopper, Some(16 << 20))
+    Reactor::new(&module, "r.wasm", Arc::new(command), stopper, Some(16 << 20))
 }
 
 /// An initialised instance of `reactor(1, extra)`; the cache directory lives as long as it.

@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use wasmtime::component::types::ComponentItem;
 
 use crate::unrunnable::{unrunnable, Problem};
-use crate::{CachePin, Engine, Module};
+use crate::{CachePin, Engine, FirstStart, Module, Tier};
 
 pub use http::{CostSummary, HttpService};
 pub use netns::{runtime_builder, server_runtime, NetNamespace};
@@ -195,9 +195,15 @@ impl Engine {
     }
 
     /// Like [`Engine::load_program`], plus a pin that keeps the cache entry from being swept
-    /// while the program may run.
-    pub fn load_program_pinned(&self, wasm: &[u8]) -> Result<(Program, CachePin)> {
+    /// while the program may run. `first` says whether a module with no optimized code
+    /// cached yet may start on baseline code (see [`Engine::with_baseline_first_start`]).
+    pub fn load_program_pinned(&self, wasm: &[u8], first: FirstStart) -> Result<(Program, CachePin)> {
         let entry = self.cache.entry_path(wasm);
+        if first == FirstStart::Baseline && !entry.exists() && wasm_kind(wasm)? == WasmKind::Module {
+            if let Some(module) = self.load_baseline(wasm, &entry)? {
+                return Ok((Program::Module(module), CachePin::pending(&entry)));
+            }
+        }
         for _ in 0..3 {
             let program = self.load_program_entry(wasm, &entry)?;
             if let Some(pin) = CachePin::take(&entry)? {
@@ -222,9 +228,9 @@ impl Engine {
         // SAFETY: as for modules (cache.rs): only our compiler writes the cache directory,
         // and wasmtime checks the artifact's kind, header and engine compatibility.
         let load = |p: &Path| unsafe { wasmtime::component::Component::deserialize_file(&engine, p) };
-        let inner = self
-            .cache
-            .get_or_compile_with(entry, load, |out| crate::compile::compile(&engine, &self.compiler, wasm, out))?;
+        let inner = self.cache.get_or_compile_with(entry, load, |out| {
+            crate::compile::compile(&engine, &self.compiler, wasm, out, Tier::Optimized)
+        })?;
         let kind = component_kind(&engine, &inner)?;
         Ok(Component { inner, kind })
     }
