@@ -61,17 +61,43 @@ fn optimize_detached(exe: &Path, wasm: &[u8], entry: &Path) -> Result<()> {
     let _ = std::fs::remove_file(&staged);
     let mut cmd = Command::new(exe);
     cmd.arg("compile").arg("--entry").arg(entry).stdin(input?).stdout(Stdio::null()).stderr(Stdio::null());
-    // SAFETY: setsid and setpriority are async-signal-safe and touch only the child.
+    // SAFETY: setsid, setpriority, close_range and fcntl are async-signal-safe and touch
+    // only the child.
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
             libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
+            close_on_exec_from(3);
             Ok(())
         });
     }
     let child = cmd.spawn().context("starting the background compile")?;
     log::debug!("background compile of {} is pid {}", entry.display(), child.id());
     Ok(())
+}
+
+/// Marks every descriptor from `first` on close-on-exec. The shim's own descriptors (its
+/// ttrpc listener, the log FIFO) are inherited otherwise, and a compile that outlives the
+/// shim would keep a dead pod shim's socket accepting connections nobody answers.
+/// Async-signal-safe: it runs between fork and exec.
+fn close_on_exec_from(first: libc::c_int) {
+    // SAFETY: close_range only changes descriptor flags; fcntl on a closed fd fails harmlessly.
+    unsafe {
+        if libc::close_range(first as libc::c_uint, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) == 0 {
+            return;
+        }
+        // Kernels before 5.11: one descriptor at a time, up to the soft limit.
+        let max = match libc::sysconf(libc::_SC_OPEN_MAX) {
+            n if n > 0 => n.min(1 << 16) as libc::c_int,
+            _ => 1024,
+        };
+        for fd in first..max {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
 }
 
 /// The compile child's exit status when the module cannot be compiled (EX_DATAERR).
@@ -111,5 +137,41 @@ pub fn compile_main(args: &[String]) -> Result<()> {
             fabricks_engine::compile_into_cache(&wasm, Path::new(entry))
         }
         _ => anyhow::bail!("{USAGE}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_background_child_inherits_no_descriptor_past_stdio() {
+        // A high number: `ls` itself opens the lowest free ones. SAFETY: a plain open and
+        // dup2 (no CLOEXEC, as the shim's inherited listener); both closed below.
+        let opened = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+        let fd = unsafe { libc::dup2(opened, 77) };
+        assert_eq!(fd, 77);
+        let listed = |detach: bool| {
+            let mut cmd = Command::new("ls");
+            cmd.arg("/proc/self/fd");
+            if detach {
+                // SAFETY: as in optimize_detached.
+                unsafe {
+                    cmd.pre_exec(|| {
+                        close_on_exec_from(3);
+                        Ok(())
+                    });
+                }
+            }
+            let out = cmd.output().unwrap();
+            String::from_utf8(out.stdout).unwrap().lines().any(|l| l == fd.to_string())
+        };
+        assert!(listed(false), "without it, fd {fd} is inherited (the check can fail)");
+        assert!(!listed(true), "fd {fd} reached the child");
+        // SAFETY: ours.
+        unsafe {
+            libc::close(fd);
+            libc::close(opened);
+        }
     }
 }
