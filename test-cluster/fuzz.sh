@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The fuzz targets (test-cluster/fuzz, cargo fuzz with libFuzzer and AddressSanitizer), each
 # for a bounded time: what Fabricks reads from outside — listen specs, image indexes,
-# manifests, configs and layers, the node's containerd config. A crash fails its case and
-# leaves the input in test-cluster/fuzz/artifacts/TARGET/ (turn it into a unit test). The
-# corpora grow across runs on one machine, under $HOME/.cache/fabricks/fuzz.
+# manifests, configs and layers, the node's containerd config, the reactor ABI's request and
+# response heads and its host calls on guest memory. A crash fails its case and leaves the
+# input in test-cluster/fuzz/artifacts/TARGET/ (turn it into a unit test). The corpora grow
+# across runs on one machine, under $HOME/.cache/fabricks/fuzz.
 #
 # Usage: fuzz.sh [SECONDS per target, default $FABRICKS_FUZZ_SECONDS or 60]. Stable Rust:
 # RUSTC_BOOTSTRAP=1 lets cargo fuzz pass the sanitizer flags. Ends with `N passed, N failed`.
@@ -16,7 +17,7 @@ source "$HERE/lib/suite.sh"
 readonly CARGO_FUZZ_VERSION=0.13.2
 SECONDS_EACH=${1:-${FABRICKS_FUZZ_SECONDS:-60}}
 CORPORA=${FABRICKS_FUZZ_CORPORA:-$HOME/.cache/fabricks/fuzz}
-TARGETS=(listen_spec image_documents containerd_config)
+TARGETS=(listen_spec image_documents containerd_config reactor_calls reactor_heads)
 export RUSTC_BOOTSTRAP=1
 
 suite_begin fuzz fh-fuzz
@@ -39,7 +40,7 @@ tools() {
 
 # Seeds written by this script, so each target starts from inputs that get deep.
 seed() {
-	mkdir -p "$CORPORA"/{listen_spec,image_documents,containerd_config}
+	mkdir -p "${TARGETS[@]/#/$CORPORA/}"
 	printf 'http=8080' >"$CORPORA/listen_spec/seed-1"
 	printf 'http=0.0.0.0:8080,admin=[::1]:9090' >"$CORPORA/listen_spec/seed-2"
 	printf 'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n' \

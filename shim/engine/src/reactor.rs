@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use fabricks_reactor_abi::{self as abi, CallFailure};
 use wasi_common::{I32Exit, WasiCtx};
 use wasmtime::{
     Caller, Extern, InstancePre, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc,
@@ -23,26 +24,10 @@ use crate::stop::Stopped;
 use crate::unrunnable::{unrunnable, Problem};
 use crate::{Engine, Stopper};
 
-/// The version of the request/response ABI this host speaks.
-pub const ABI_VERSION: u32 = 1;
-/// The import module of the host functions a reactor calls.
-pub const IMPORT_MODULE: &str = "fabricks_http";
+pub use fabricks_reactor_abi::{Exchange, ABI_VERSION, IMPORT_MODULE};
 const EXPORT_VERSION: &str = "fabricks_http_abi_version";
 const EXPORT_ALLOC: &str = "fabricks_http_alloc";
 const EXPORT_HANDLE: &str = "fabricks_http_handle";
-
-/// One request as the module sees it, from the host's side: where the body comes from and
-/// the response goes. Errors mean the client went away (or the request timed out); the
-/// guest is told and may carry on.
-pub trait Exchange: Send {
-    /// Reads request body bytes into `buf`; 0 at the end of the body.
-    fn read_body(&mut self, buf: &mut [u8]) -> Result<usize>;
-    /// The status and header lines (`Name: value\n`…), once, before any body.
-    fn send_head(&mut self, status: u16, headers: &[u8]) -> Result<()>;
-    fn write_body(&mut self, chunk: &[u8]) -> Result<()>;
-    /// The call failed: whatever was sent of the response must not look complete.
-    fn fail(&mut self, why: &str);
-}
 
 /// What a module is, judged from its exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,58 +310,40 @@ fn memory_and_host<'a>(caller: &'a mut Caller<'_, ReactorHost>) -> Option<(&'a m
     Some(memory.data_and_store_mut(caller))
 }
 
-fn guest_range(memory_len: usize, ptr: u32, len: u32) -> Option<std::ops::Range<usize>> {
-    let start = ptr as usize;
-    let end = start.checked_add(len as usize)?;
-    (end <= memory_len).then_some(start..end)
-}
-
 /// `request_read(ptr, len) -> n`: n > 0 bytes read, 0 at the end, -1 on failure.
 fn request_read(mut caller: Caller<'_, ReactorHost>, ptr: u32, len: u32) -> Result<i32> {
     let Some((memory, host)) = memory_and_host(&mut caller) else { bail!("the module has no memory") };
-    let range = guest_range(memory.len(), ptr, len).context("request_read: buffer outside the module's memory")?;
-    let Some(exchange) = host.exchange.as_mut() else { bail!("request_read called outside a request") };
-    let cap = range.len().min(i32::MAX as usize);
-    match exchange.read_body(&mut memory[range][..cap]) {
-        Ok(n) => Ok(n as i32),
-        Err(e) => guest_error(host, "request body", e),
-    }
+    let result = abi::request_read(memory, host.exchange.as_deref_mut(), ptr, len);
+    settle(host, result, "request body", log::Level::Debug)
 }
 
 /// `response_head(status, ptr, len) -> 0 | -1`.
 fn response_head(mut caller: Caller<'_, ReactorHost>, status: u32, ptr: u32, len: u32) -> Result<i32> {
     let Some((memory, host)) = memory_and_host(&mut caller) else { bail!("the module has no memory") };
-    let range = guest_range(memory.len(), ptr, len).context("response_head: headers outside the module's memory")?;
-    let Some(exchange) = host.exchange.as_mut() else { bail!("response_head called outside a request") };
-    let status = u16::try_from(status).unwrap_or(0);
-    Ok(match exchange.send_head(status, &memory[range]) {
-        Ok(()) => 0,
-        Err(e) => {
-            log::warn!("{e:#}");
-            -1
-        }
-    })
+    let result = abi::response_head(memory, host.exchange.as_deref_mut(), status, ptr, len);
+    // A refused head is the module's bug, not a client that left: the task's log says why.
+    settle(host, result, "response head", log::Level::Warn)
 }
 
 /// `response_write(ptr, len) -> 0 | -1` (-1: the client went away).
 fn response_write(mut caller: Caller<'_, ReactorHost>, ptr: u32, len: u32) -> Result<i32> {
     let Some((memory, host)) = memory_and_host(&mut caller) else { bail!("the module has no memory") };
-    let range = guest_range(memory.len(), ptr, len).context("response_write: chunk outside the module's memory")?;
-    let Some(exchange) = host.exchange.as_mut() else { bail!("response_write called outside a request") };
-    match exchange.write_body(&memory[range]) {
-        Ok(()) => Ok(0),
-        Err(e) => guest_error(host, "response body", e),
-    }
+    let result = abi::response_write(memory, host.exchange.as_deref_mut(), ptr, len);
+    settle(host, result, "response body", log::Level::Debug)
 }
 
-/// A failed host call: -1 to the guest (the client went away), except past the deadline,
-/// which ends the call as a timeout, as it would in wasm code.
-fn guest_error(host: &ReactorHost, what: &str, err: anyhow::Error) -> Result<i32> {
-    if host.deadline.is_some_and(|at| Instant::now() >= at) {
-        return Err(Timeout.into());
+/// A host call's result for the guest: a broken ABI traps; a failed exchange is -1 to the
+/// guest, except past the deadline, which ends the call as a timeout, as it would in wasm code.
+fn settle(host: &ReactorHost, result: Result<i32, CallFailure>, what: &str, level: log::Level) -> Result<i32> {
+    match result {
+        Ok(n) => Ok(n),
+        Err(CallFailure::Abi(e)) => Err(e),
+        Err(CallFailure::Exchange(_)) if host.deadline.is_some_and(|at| Instant::now() >= at) => Err(Timeout.into()),
+        Err(CallFailure::Exchange(e)) => {
+            log::log!(level, "{what}: {e:#}");
+            Ok(-1)
+        }
     }
-    log::debug!("{what}: {err:#}");
-    Ok(-1)
 }
 
 /// The error a call ends with when its request's deadline passed.

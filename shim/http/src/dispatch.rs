@@ -49,52 +49,10 @@ fn failure_text(err: &Failure) -> String {
     }
 }
 
-/// The head as ABI version 1 has it (docs/reactor-abi.md): method, request target,
-/// protocol, client address, one line each, then one `Name: value` line per header value.
-/// hyper has rejected any header with a line break already.
-pub fn encode_head(parts: &http::request::Parts, remote: SocketAddr) -> Vec<u8> {
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut head = Vec::with_capacity(256);
-    head.extend_from_slice(parts.method.as_str().as_bytes());
-    head.push(b'\n');
-    head.extend_from_slice(target.as_bytes());
-    head.extend_from_slice(format!("\n{:?}\n{remote}", parts.version).as_bytes());
-    for (name, value) in &parts.headers {
-        head.push(b'\n');
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-    }
-    head
-}
-
 pub(crate) fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
     let body = Full::new(Bytes::from(text.to_string())).map_err(|never| match never {}).boxed();
     let mut response = Response::new(body);
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_head_has_four_lines_then_one_line_per_header_value() {
-        let request = Request::builder()
-            .method("PUT")
-            .uri("/echo?a=1&a=2")
-            .header("Host", "example")
-            .header("X-Test", "one")
-            .header("X-Test", "two")
-            .body(())
-            .unwrap();
-        let (parts, ()) = request.into_parts();
-        let head = encode_head(&parts, "10.0.0.1:4242".parse().unwrap());
-        assert_eq!(
-            String::from_utf8(head).unwrap(),
-            "PUT\n/echo?a=1&a=2\nHTTP/1.1\n10.0.0.1:4242\nhost: example\nx-test: one\nx-test: two"
-        );
-    }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use fabricks_engine::Exchange;
-use http::{HeaderName, HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -112,10 +112,7 @@ impl Exchange for HyperExchange {
             .ok()
             .filter(|s| !s.is_informational())
             .with_context(|| format!("the module answered with the invalid status {status}"))?;
-        for line in headers.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let (name, value) = split_header(line)?;
-            response.headers_mut().append(name, value);
-        }
+        *response.headers_mut() = fabricks_reactor_abi::response_headers(headers)?;
         head_tx.send(response).map_err(|_| anyhow!("the client went away"))
     }
 
@@ -143,23 +140,4 @@ impl Exchange for HyperExchange {
         log::debug!("response aborted: {why}");
         self.aborted.store(true, Ordering::SeqCst);
     }
-}
-
-fn split_header(line: &[u8]) -> Result<(HeaderName, HeaderValue)> {
-    let text = String::from_utf8_lossy(line);
-    let colon = line
-        .iter()
-        .position(|&b| b == b':')
-        .with_context(|| format!("the module sent the header line {text:?} without a colon"))?;
-    let name = HeaderName::from_bytes(&line[..colon]).with_context(|| format!("bad header name in {text:?}"))?;
-    let value = trim_start(&line[colon + 1..]);
-    let value = HeaderValue::from_bytes(value).with_context(|| format!("bad header value in {text:?}"))?;
-    Ok((name, value))
-}
-
-fn trim_start(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = bytes {
-        bytes = rest;
-    }
-    bytes
 }

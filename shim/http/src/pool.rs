@@ -7,13 +7,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use fabricks_engine::{CallError, Exchange, Reactor, ReactorInstance};
+use fabricks_reactor_abi::encode_head;
 use http::Request;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::backend::{Answer, Backend, Failure};
-use crate::dispatch::encode_head;
 use crate::exchange::HyperExchange;
 use crate::Settings;
 
