@@ -97,7 +97,9 @@ YML
 			echo "registry: up at $ADDR (pid $(<"$PIDFILE"), log $DIR/registry.log)" >&2
 			return
 		fi
-		our_pid >/dev/null || { tail -n 20 "$DIR/registry.log" >&2; die "docker-registry exited"; }
+		# Alive is enough here: right after the launch the pid may still be the shell's fork,
+		# before its exec, whose command line our_pid would not recognise (a busy CI machine).
+		kill -0 "$(<"$PIDFILE")" 2>/dev/null || { tail -n 20 "$DIR/registry.log" >&2; die "docker-registry exited"; }
 		sleep 0.1
 	done
 	tail -n 20 "$DIR/registry.log" >&2
