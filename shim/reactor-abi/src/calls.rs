@@ -34,8 +34,7 @@ pub fn request_read(
     ptr: u32,
     len: u32,
 ) -> Result<i32, CallFailure> {
-    let range = checked(memory.len(), ptr, len, "request_read: buffer outside the module's memory")?;
-    let exchange = exchange.ok_or_else(|| abi("request_read called outside a request"))?;
+    let (range, exchange) = checked("request_read", "buffer", memory.len(), exchange, ptr, len)?;
     // The result is an i32: a larger buffer is filled up to what that can count.
     let cap = range.len().min(i32::MAX as usize);
     let n = exchange.read_body(&mut memory[range][..cap]).map_err(CallFailure::Exchange)?;
@@ -53,8 +52,7 @@ pub fn response_head(
     ptr: u32,
     len: u32,
 ) -> Result<i32, CallFailure> {
-    let range = checked(memory.len(), ptr, len, "response_head: headers outside the module's memory")?;
-    let exchange = exchange.ok_or_else(|| abi("response_head called outside a request"))?;
+    let (range, exchange) = checked("response_head", "headers", memory.len(), exchange, ptr, len)?;
     // Out of u16's range is as invalid as 0; the exchange refuses both with the number.
     let status = u16::try_from(status).unwrap_or(0);
     exchange.send_head(status, &memory[range]).map_err(CallFailure::Exchange)?;
@@ -68,19 +66,30 @@ pub fn response_write(
     ptr: u32,
     len: u32,
 ) -> Result<i32, CallFailure> {
-    let range = checked(memory.len(), ptr, len, "response_write: chunk outside the module's memory")?;
-    let exchange = exchange.ok_or_else(|| abi("response_write called outside a request"))?;
+    let (range, exchange) = checked("response_write", "chunk", memory.len(), exchange, ptr, len)?;
     exchange.write_body(&memory[range]).map_err(CallFailure::Exchange)?;
     Ok(0)
 }
 
-fn checked(memory_len: usize, ptr: u32, len: u32, what: &str) -> Result<Range<usize>, CallFailure> {
-    guest_range(memory_len, ptr, len)
-        .ok_or_else(|| abi(&format!("{what} ({len} bytes at {ptr}, memory of {memory_len})")))
+/// What every call checks first, in this order: its buffer lies in memory, and it is made
+/// during a request.
+fn checked<'a, 'e>(
+    call: &str,
+    buffer: &str,
+    memory_len: usize,
+    exchange: Option<&'a mut (dyn Exchange + 'e)>,
+    ptr: u32,
+    len: u32,
+) -> Result<(Range<usize>, &'a mut (dyn Exchange + 'e)), CallFailure> {
+    let range = guest_range(memory_len, ptr, len).ok_or_else(|| {
+        abi(format!("{call}: {buffer} outside the module's memory ({len} bytes at {ptr}, memory of {memory_len})"))
+    })?;
+    let exchange = exchange.ok_or_else(|| abi(format!("{call} called outside a request")))?;
+    Ok((range, exchange))
 }
 
-fn abi(what: &str) -> CallFailure {
-    CallFailure::Abi(anyhow!("{what}"))
+fn abi(what: String) -> CallFailure {
+    CallFailure::Abi(anyhow!(what))
 }
 
 #[cfg(test)]
