@@ -2,19 +2,22 @@
 # Memory per container, side by side: N go-http containers of one image (N in
 # FABRICKS_BENCH_MEMORY_COUNTS, default "1 10 50") started with `ctr run -d --net-host`, each
 # answering one request; then the PSS and RSS of everything they cost — every shim process on
-# this containerd, plus the processes in the containers' cgroups (runc's Go binaries; a wasm
-# container has none: it is a thread of its shim) — divided by N. RUNS rounds, alternating.
+# this containerd, plus the processes in the containers' cgroups (runc's Go binaries, our
+# runners) — divided by N. RUNS rounds, alternating.
 # usage: bench/memory.sh [RESULTS.json]
 
 MEMORY_COUNTS=${FABRICKS_BENCH_MEMORY_COUNTS:-1 10 50}
 
-# The pids a set of containers costs: our containerd's shims and the processes of the
-# containers' cgroups (any hierarchy, v1 or v2).
+# The pids a set of containers costs: our containerd's shims, their children (our shims' fork
+# helpers, runners) and the processes of the containers' cgroups (any hierarchy, v1 or v2).
 cost_pids() {
+	local shims
+	shims=$(pgrep -f "containerd-shim.* -address $SOCK" | paste -sd,)
 	{
-		pgrep -f "containerd-shim.* -address $SOCK" || true
+		tr ',' '\n' <<<"$shims"
+		if [[ -n $shims ]]; then pgrep -P "$shims" || true; fi
 		cat /sys/fs/cgroup/{,*/}"$NS"/bm-*/cgroup.procs 2>/dev/null || true
-	} | sort -un
+	} | grep -E '^[0-9]+$' | sort -un
 }
 
 # pss_rss: "PSS RSS" in KiB summed over cost_pids.

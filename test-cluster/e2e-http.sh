@@ -11,7 +11,7 @@
 #              go-http): `ctr run` fails naming the problem and leaves no task or shim
 #   stop       SIGTERM is graceful (exit 0, an in-flight request completes); SIGKILL is 137; the
 #              stop times are printed as `#` lines (figures, not assertions)
-#   reactor    go-http built with --mode reactor, served by the shim's hyper server and pool:
+#   reactor    go-http built with --mode reactor, served by hyper and the pool in its runner:
 #              the same route checks as the command build; /panic gets a 500 with the trap in
 #              the task's log and the next requests succeed; a full queue answers 503 with
 #              Retry-After; a request past its deadline is cut and its instance replaced; a
@@ -258,7 +258,7 @@ h1_serves() {
 	expect_rc 0 && wait_status h1 RUNNING 30 && wait_http http://127.0.0.1:8080/healthz 60 || return
 	pid=$(task_pid h1)
 	l=$(listeners "$pid")
-	[[ $l == 0.0.0.0:8080 ]] || why "the task's shim (pid $pid) listens on '$l', want 0.0.0.0:8080 (the image's port)"
+	[[ $l == 0.0.0.0:8080 ]] || why "the task's runner (pid $pid) listens on '$l', want 0.0.0.0:8080 (the image's port)"
 }
 
 h_root_body() { [[ $BODY == "Hello from Fabricks! (wasip1/wasm)" ]] || why "GET / answered '$BODY'"; }
@@ -327,12 +327,12 @@ serve() {
 	wait_status "$id" RUNNING 10
 }
 
-# expect_listeners ID WANT: the task's shim listens exactly on WANT (space-separated).
+# expect_listeners ID WANT: the task's runner listens exactly on WANT (space-separated).
 expect_listeners() {
 	local pid l
 	pid=$(task_pid "$1")
 	l=$(listeners "$pid")
-	[[ $l == "$2" ]] || why "task $1 (shim pid $pid) listens on '$l', want '$2'"
+	[[ $l == "$2" ]] || why "task $1 (runner pid $pid) listens on '$l', want '$2'"
 }
 
 src_annotation() {
@@ -367,12 +367,12 @@ prec_env() {
 		expect_listeners p-env 127.0.0.1:18086 && get http://127.0.0.1:18086/ && finish p-env
 }
 
-# Without --net-host ctr gives the task a new, empty netns: the shim binds there, the module
+# Without --net-host ctr gives the task a new, empty netns: its runner binds there, the module
 # serves (it says so and keeps running), and nothing appears on the host's port.
 own_netns() {
 	port_free 18089 || return
 	serve n1 --env FABRICKS_LISTEN=http=127.0.0.1:18089 "$IMG" || return
-	[[ -z $(listeners "$(task_pid n1)") ]] || why "the shim listens in the host's netns: $(listeners "$(task_pid n1)")" || return
+	[[ -z $(listeners "$(task_pid n1)") ]] || why "the runner listens in the host's netns: $(listeners "$(task_pid n1)")" || return
 	! curl -sS -m 5 -o /dev/null http://127.0.0.1:18089/ 2>/dev/null || why "127.0.0.1:18089 answered on the host" || return
 	finish n1
 }
@@ -645,7 +645,7 @@ flavour_cases() {
 
 	# 1: the image's port, --net-host, real traffic from the host.
 	local h1=0
-	if check "ctr run -d --net-host go-http: its shim listens on 0.0.0.0:8080 (from the image)" h1_serves; then
+	if check "ctr run -d --net-host go-http: its runner listens on 0.0.0.0:8080 (from the image)" h1_serves; then
 		route_checks command http://127.0.0.1:8080
 		h1=1
 	else

@@ -457,6 +457,27 @@ http_pod_ip() {
 	delete_pods client
 }
 
+# Issue 18's must-show: the go-http pod's process (its runner: the one process in its
+# container's cgroup) holds no capability, cannot gain one (no_new_privs) and runs under a
+# seccomp filter, as /proc/PID/status on the node says.
+runner_confined() {
+	local id pid
+	k get pods -l app.kubernetes.io/name=go-http -o json || return
+	id=$(jq -r '.items[0].status.containerStatuses[0].containerID | sub("^[a-z]+://"; "")' <<<"$OUT")
+	run on_node "cat \$(find /sys/fs/cgroup -path '*$id*' -name cgroup.procs | head -n1)" || return
+	pid=${OUT%%$'\n'*}
+	[[ $pid =~ ^[0-9]+$ ]] || why "no process in the cgroup of go-http's container $id" || return
+	run on_node "tr '\\0' ' ' </proc/$pid/cmdline; echo; grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/$pid/status" || return
+	show "go-http's runner, pid $pid" echo "$OUT"
+	expect_out "containerd-shim-fabricks-v1 runner" "the container's process is its runner" || return
+	expect_out_re $'CapEff:\t0000000000000000' || return
+	expect_out_re $'CapPrm:\t0000000000000000' || return
+	expect_out_re $'CapBnd:\t0000000000000000' || return
+	expect_out_re $'NoNewPrivs:\t1' || return
+	expect_out_re $'Seccomp:\t2' || return
+	note "go-http's runner $pid: $(grep -E '^(CapEff|NoNewPrivs|Seccomp):' <<<"$OUT" | tr '\t\n' '  ')"
+}
+
 liveness_restarts() {
 	local n
 	delete_pods live
@@ -748,6 +769,7 @@ case_ "go-hello Job completes; kubectl logs shows its greeting" hello_job
 case_ "go-http Deployment Ready through its readiness probe" http_ready
 case_ "go-http serves through kubectl port-forward (Service)" http_port_forward
 case_ "go-http answers another pod (runc busybox) by pod IP" http_pod_ip
+case_ "go-http's process: no capabilities, no_new_privs, a seccomp filter (/proc/PID/status)" runner_confined
 case_ "a failing liveness probe restarts the container (restartCount rises)" liveness_restarts
 case_ "a crashing container is restarted with back-off (kubelet's BackOff event, exit 3)" crash_backoff
 case_ "kubectl delete stops a running pod with SIGTERM within its grace period" graceful_delete

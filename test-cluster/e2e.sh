@@ -289,24 +289,21 @@ memory_past_limit() {
 	expect_gone e2e-mem-oom
 }
 
-# The module thread runs in the container's cpu and cpuacct cgroups with its CPU limit; they
-# are gone after delete.
+# The task's pid is its runner, a process of its own, which sits with every thread in the
+# container's cpu and cpuacct cgroups with its CPU limit; they are gone after delete.
 cgroup_placement() {
-	local id=e2e-cgroup dir tid shim i
+	local id=e2e-cgroup dir pid threads
 	run_ctr run -d --runtime "$RT" --cpus 0.5 "$IMG_TAR" "$id" /go-hello.wasm --sleep 300s
 	expect_rc 0 && wait_status "$id" RUNNING 30 || return
-	shim=$(task_pid "$id")
+	pid=$(task_pid "$id")
+	[[ -n $pid ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'containerd-shim-fabricks-v1 runner' ||
+		why "task pid '$pid' is not a runner: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return
+	! pgrep -f "containerd-shim-fabricks-v1 .*-address $W/containerd.sock" | grep -qx "$pid" || why "task pid $pid is the shim" || return
 	for dir in /sys/fs/cgroup/cpu/$NS/$id /sys/fs/cgroup/cpuacct/$NS/$id; do
 		[[ -d $dir ]] || why "no cgroup $dir" || return
-		# RUNNING is reported once the module thread is spawned; it joins the cgroups itself,
-		# before it runs any of the module's code.
-		for ((i = 0; i < 50; i++)); do
-			tid=$(head -n 1 "$dir/tasks")
-			[[ -z $tid ]] || break
-			sleep 0.2
-		done
-		[[ -n $tid && -d /proc/$shim/task/$tid ]] || why "$dir/tasks holds '$tid', not a thread of the shim (pid $shim)" || return
-		[[ $(grep -c . "$dir/tasks") == 1 ]] || why "$dir/tasks holds $(grep -c . "$dir/tasks") threads, want the module's one" || return
+		[[ $(cat "$dir/cgroup.procs") == "$pid" ]] || why "$dir/cgroup.procs holds '$(cat "$dir/cgroup.procs")', want the runner $pid alone" || return
+		threads=$(find "/proc/$pid/task" -mindepth 1 -maxdepth 1 -printf "%f\n" | sort)
+		[[ $(sort "$dir/tasks") == "$threads" ]] || why "$dir/tasks is not every thread of runner $pid" || return
 	done
 	[[ $(cat "/sys/fs/cgroup/cpu/$NS/$id/cpu.cfs_quota_us") == 50000 ]] ||
 		why "cpu.cfs_quota_us is $(cat "/sys/fs/cgroup/cpu/$NS/$id/cpu.cfs_quota_us"), want 50000 (--cpus 0.5)" || return
@@ -322,15 +319,23 @@ cgroup_placement() {
 	done
 }
 
-# A shim killed under its running module (OOM killer, node trouble): containerd runs the shim's
-# `delete`, which removes what the dead shim cannot (mounts, cgroups, its socket file).
+# A shim killed under its running module (OOM killer, node trouble): its runner ends with it,
+# and containerd runs the shim's `delete`, which removes what the dead shim cannot (mounts,
+# cgroups, its socket file).
 shim_killed() {
-	local id=e2e-shimkill shim i socket
+	local id=e2e-shimkill shim runner i socket
 	run_ctr run -d --runtime "$RT" "$IMG_TAR" "$id" /go-hello.wasm --sleep 300s
 	expect_rc 0 && wait_status "$id" RUNNING 30 || return
-	shim=$(task_pid "$id")
+	shim=$(shim_pids "$id" | head -n 1)
+	runner=$(task_pid "$id")
+	[[ -n $shim && $shim != "$runner" ]] || why "no shim process of its own for $id (task pid $runner)" || return
 	[[ -d /sys/fs/cgroup/cpu/$NS/$id ]] || why "no cgroup before the kill" || return
 	kill -KILL "$shim"
+	for ((i = 0; i < STOP_WAIT * 5; i++)); do
+		[[ -d /proc/$runner ]] || break
+		sleep 0.2
+	done
+	[[ ! -d /proc/$runner ]] || why "runner $runner outlived its shim" || return
 	# containerd notices the dead shim and deletes the task itself.
 	for ((i = 0; i < STOP_WAIT * 5; i++)); do
 		[[ -n $(task_status "$id") ]] || break
@@ -493,7 +498,7 @@ flavour_cases() {
 	check "a later start does no compilation (\"using cached module\")" second_start_cached
 	check "within --memory-limit: the module allocates and exits 0" memory_within_limit
 	check "past --memory-limit: exit 137, the reason on stderr, a TaskOOM event" memory_past_limit
-	check "the module thread is in the container's cpu/cpuacct cgroups, gone after delete" cgroup_placement
+	check "the task is its runner process, in the container's cpu/cpuacct cgroups, gone after delete" cgroup_placement
 	check "a shim killed under its module leaves no cgroup, mount, socket or state" shim_killed
 	check "removing the image's names: the next shim's sweep removes its compiled module" cache_swept_with_image
 	check "tasks left running for down: a pause under runc, a sleeping module" left_running

@@ -515,6 +515,11 @@ our_compiles() {
 	pgrep -f "containerd-shim-fabricks-v1 compile --entry $W/cache/" || true
 }
 
+# Runners of our shims (each a wasm container's process), also any whose shim is gone.
+our_runners() {
+	pgrep -f "^$W/opt/bin/containerd-shim-fabricks-v1 runner" || true
+}
+
 stop_all() {
 	local pids _
 	pids=$("$1")
@@ -561,6 +566,7 @@ cmd_down() {
 	stop_all our_compiles
 	fifos=$(our_fifo_dirs)
 	stop_all our_shims
+	stop_all our_runners
 	# shellcheck disable=SC2086 # one dir per word
 	if [[ -n $fifos ]]; then rm -rf $fifos; fi
 	for id in $(our_mounts | sort -r); do umount "$id" 2>/dev/null || umount -l "$id"; done
@@ -578,6 +584,7 @@ cmd_leftovers() {
 		if pid=$(our_pid); then echo "containerd pid $pid"; fi
 		for pid in $(our_shims); do echo "shim pid $pid: $(tr '\0' ' ' 2>/dev/null </proc/"$pid"/cmdline)"; done
 		for pid in $(our_compiles); do echo "background compile pid $pid"; done
+		for pid in $(our_runners); do echo "runner pid $pid"; done
 		for pid in $(container_procs); do echo "container pid $pid: $(tr '\0' ' ' 2>/dev/null </proc/"$pid"/cmdline)"; done
 		for id in $(our_mounts); do
 			if [[ $(findmnt -n -o FSTYPE --mountpoint "$id" 2>/dev/null) == nsfs ]]; then echo "netns $id"; else echo "mount $id"; fi

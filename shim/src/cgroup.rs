@@ -1,14 +1,10 @@
-//! cgroup v1 placement of a wasm container: its module thread goes into the container's
+//! cgroup v1 placement of a wasm container: its runner process goes into the container's
 //! `cpu` and `cpuacct` cgroups, so CPU limits (shares, quota) apply to it and its CPU time
-//! is accounted to it.
-//!
-//! Only those controllers: cgroup v1 lets single threads join them (`tasks`), while memory,
-//! pids and the others charge the whole process — the shim, shared by the pod. Memory is
-//! capped on the module's linear memory instead (`fabricks_engine::MemoryLimit`).
+//! is accounted to it. Memory is capped on the module's linear memory
+//! (`fabricks_engine::MemoryLimit`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use anyhow::{Context, Result};
 
@@ -19,12 +15,8 @@ const CONTROLLERS: &[&str] = &["cpu", "cpuacct"];
 
 /// The container's cgroups (one directory per controller), created at create time.
 pub struct Cgroup {
-    /// (controller, directory of the container's cgroup, directory the thread came from)
-    dirs: Vec<(&'static str, PathBuf, PathBuf)>,
-    /// Set by delete: the thread that leaves last removes the directories.
-    deleted: AtomicBool,
-    /// The module thread inside (0: none yet).
-    tid: AtomicI64,
+    /// (controller, directory of the container's cgroup)
+    dirs: Vec<(&'static str, PathBuf)>,
 }
 
 impl Cgroup {
@@ -33,22 +25,18 @@ impl Cgroup {
     /// host without cgroup v1 `cpu`/`cpuacct` hierarchies.
     pub fn create(spec: &ContainerSpec, namespace: &str, id: &str) -> Result<Option<Self>> {
         let path = cgroups_path(spec, namespace, id)?;
-        let origin = own_cgroups()?;
         let mut dirs = Vec::new();
         for controller in CONTROLLERS {
             let Some(mount) = mount_point(controller)? else { continue };
             let dir = mount.join(&path);
             fs::create_dir_all(&dir).with_context(|| format!("creating cgroup {}", dir.display()))?;
-            let from = mount.join(
-                origin.iter().find(|(c, _)| c == controller).map_or("", |(_, p)| p.as_str()).trim_start_matches('/'),
-            );
-            dirs.push((*controller, dir, from));
+            dirs.push((*controller, dir));
         }
         if dirs.is_empty() {
             log::warn!("no cgroup v1 cpu/cpuacct hierarchy: container {id} runs in the shim's cgroup");
             return Ok(None);
         }
-        let cgroup = Self { dirs, deleted: AtomicBool::new(false), tid: AtomicI64::new(0) };
+        let cgroup = Self { dirs };
         if let Err(e) = cgroup.apply_cpu(spec) {
             cgroup.remove();
             return Err(e);
@@ -93,61 +81,35 @@ impl Cgroup {
     }
 
     fn dir(&self, controller: &str) -> Option<&Path> {
-        self.dirs.iter().find(|(c, ..)| *c == controller).map(|(_, d, _)| d.as_path())
+        self.dirs.iter().find(|(c, _)| *c == controller).map(|(_, d)| d.as_path())
     }
 
-    /// Moves the calling thread into the container's cgroups.
-    pub fn enter(&self) -> Result<()> {
-        let tid = gettid();
-        self.tid.store(tid, Ordering::SeqCst);
-        for (_, dir, _) in &self.dirs {
-            let tasks = dir.join("tasks");
-            fs::write(&tasks, tid.to_string())
-                .with_context(|| format!("moving thread {tid} into {}", tasks.display()))?;
+    /// Moves process `pid`, every thread of it, into the container's cgroups.
+    pub fn adopt(&self, pid: u32) -> Result<()> {
+        for (_, dir) in &self.dirs {
+            let procs = dir.join("cgroup.procs");
+            fs::write(&procs, pid.to_string()).with_context(|| format!("moving pid {pid} into {}", procs.display()))?;
         }
         Ok(())
     }
 
-    /// Moves the calling thread back where it came from, so the cgroups can be removed
-    /// (rmdir fails while a thread is inside); removes them if the task was deleted already.
-    pub fn leave(&self) {
-        self.move_out(gettid());
-        if self.deleted.load(Ordering::SeqCst) {
-            self.remove();
-        }
-    }
-
-    fn move_out(&self, tid: i64) {
-        for (_, dir, from) in &self.dirs {
-            if let Err(e) = fs::write(from.join("tasks"), tid.to_string()) {
-                log::warn!("moving thread {tid} out of {}: {e}", dir.display());
-            }
-        }
-    }
-
-    /// Removes the directories. A module thread still inside (blocked in a host call after
-    /// a kill, e.g. a long sleep) is moved out first: it may outlive the task by minutes,
-    /// or the shim may exit with it inside, which would leave the directories behind.
+    /// Removes the directories (the kernel refuses while a process is inside: its runner
+    /// is reaped first).
     pub fn delete(&self) {
-        self.deleted.store(true, Ordering::SeqCst);
-        let tid = self.tid.load(Ordering::SeqCst);
-        if tid != 0 && Path::new(&format!("/proc/self/task/{tid}")).exists() {
-            self.move_out(tid);
-        }
         self.remove();
     }
 
     fn remove(&self) {
-        for (_, dir, _) in &self.dirs {
+        for (_, dir) in &self.dirs {
             match fs::remove_dir(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => log::debug!("cgroup {} not removed yet: {e}", dir.display()),
+                Err(e) => log::warn!("cgroup {} not removed: {e}", dir.display()),
             }
         }
     }
 
-    /// CPU time used by the container's threads, in nanoseconds.
+    /// CPU time used by the container's runner, in nanoseconds.
     pub fn cpu_usage_ns(&self) -> Result<u64> {
         let dir = self.dir("cpuacct").context("no cpuacct cgroup")?;
         let path = dir.join("cpuacct.usage");
@@ -182,25 +144,6 @@ fn mount_point(controller: &str) -> Result<Option<PathBuf>> {
         let has = f.len() > 3 && f[2] == "cgroup" && f[3].split(',').any(|o| o == controller);
         has.then(|| PathBuf::from(f[1]))
     }))
-}
-
-/// The calling thread's cgroup per v1 controller, from `/proc/thread-self/cgroup`.
-fn own_cgroups() -> Result<Vec<(String, String)>> {
-    let text = fs::read_to_string("/proc/thread-self/cgroup").context("reading /proc/thread-self/cgroup")?;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-        for c in controllers.split(',').filter(|c| !c.is_empty()) {
-            out.push((c.to_string(), path.to_string()));
-        }
-    }
-    Ok(out)
-}
-
-fn gettid() -> i64 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::syscall(libc::SYS_gettid) }
 }
 
 #[cfg(test)]

@@ -67,37 +67,13 @@ fn optimize_detached(exe: &Path, wasm: &[u8], entry: &Path) -> Result<()> {
         cmd.pre_exec(|| {
             libc::setsid();
             libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
-            close_on_exec_from(3);
+            child::close_on_exec_from(3);
             Ok(())
         });
     }
     let child = cmd.spawn().context("starting the background compile")?;
     log::debug!("background compile of {} is pid {}", entry.display(), child.id());
     Ok(())
-}
-
-/// Marks every descriptor from `first` on close-on-exec. The shim's own descriptors (its
-/// ttrpc listener, the log FIFO) are inherited otherwise, and a compile that outlives the
-/// shim would keep a dead pod shim's socket accepting connections nobody answers.
-/// Async-signal-safe: it runs between fork and exec.
-fn close_on_exec_from(first: libc::c_int) {
-    // SAFETY: close_range only changes descriptor flags; fcntl on a closed fd fails harmlessly.
-    unsafe {
-        if libc::close_range(first as libc::c_uint, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) == 0 {
-            return;
-        }
-        // Kernels before 5.11: one descriptor at a time, up to the soft limit.
-        let max = match libc::sysconf(libc::_SC_OPEN_MAX) {
-            n if n > 0 => n.min(1 << 16) as libc::c_int,
-            _ => 1024,
-        };
-        for fd in first..max {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
-        }
-    }
 }
 
 /// The compile child's exit status when the module cannot be compiled (EX_DATAERR).
@@ -158,7 +134,7 @@ mod tests {
                 // SAFETY: as in optimize_detached.
                 unsafe {
                     cmd.pre_exec(|| {
-                        close_on_exec_from(3);
+                        child::close_on_exec_from(3);
                         Ok(())
                     });
                 }

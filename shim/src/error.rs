@@ -23,6 +23,11 @@ pub fn invalid(message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Invalid(message.into()))
 }
 
+/// Whether anything in `err`'s chain says the request's input was at fault.
+pub fn is_input_error(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.is::<Invalid>() || e.is::<fabricks_engine::Unrunnable>())
+}
+
 #[derive(Debug)]
 pub enum TaskError {
     /// The request's input cannot work: INVALID_ARGUMENT.
@@ -40,8 +45,7 @@ impl TaskError {
     /// Sorts an error from preparing or running a task: INVALID_ARGUMENT if anything in its
     /// chain says the input was at fault, else INTERNAL.
     pub fn from_failure(err: anyhow::Error) -> Self {
-        let input_error = err.chain().any(|e| e.is::<Invalid>() || e.is::<fabricks_engine::Unrunnable>());
-        if input_error {
+        if is_input_error(&err) {
             TaskError::Invalid(err)
         } else {
             TaskError::Internal(err)

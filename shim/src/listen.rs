@@ -2,14 +2,13 @@
 
 use std::net::TcpListener;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use fabricks_engine::{NetNamespace, Socket};
 use fabricks_listen::{ListenSpec, ANNOTATION, ENV_LISTEN, HTTP_COMPONENT_DEFAULT, LABEL};
-use nix::sched::{unshare, CloneFlags};
 use oci_spec::image::ImageConfiguration;
 
 use crate::error::invalid;
-use crate::spec::{ContainerSpec, Network};
+use crate::spec::ContainerSpec;
 
 /// The container's listen spec, from the first place that has one: the annotation
 /// (a pod's, passed on by CRI), the container's environment, then the image config (its
@@ -42,26 +41,6 @@ pub fn or_http_default(listen: &ListenSpec) -> ListenSpec {
     }
     log::info!("no listen spec: the HTTP component serves on {HTTP_COMPONENT_DEFAULT}");
     ListenSpec::parse(HTTP_COMPONENT_DEFAULT).expect("the default listen spec parses")
-}
-
-/// The container's network namespace: the one the spec names (a pod's), a new one if the
-/// spec asks for a new namespace, `None` for the host's. Binding and a component's own
-/// networking both happen in it, so a new one is made once per container.
-pub fn namespace(network: &Network) -> Result<Option<NetNamespace>> {
-    match network {
-        Network::Host => Ok(None),
-        Network::Path(path) => NetNamespace::open(path).map(Some),
-        // Unsharing changes the calling thread only, so a short-lived thread does it; the
-        // handle keeps the namespace alive after the thread is gone.
-        Network::New => std::thread::scope(|s| {
-            s.spawn(|| {
-                unshare(CloneFlags::CLONE_NEWNET).context("creating the container's network namespace")?;
-                NetNamespace::current().map(Some)
-            })
-            .join()
-            .expect("namespace thread panicked")
-        }),
-    }
 }
 
 /// Binds every endpoint inside `namespace` (the host's if `None`).
@@ -159,12 +138,17 @@ mod tests {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port();
         let listen = ListenSpec::parse(&format!("web=127.0.0.1:{port}")).unwrap();
-        assert!(namespace(&Network::Host).unwrap().is_none());
         let err = bind(None, &listen).unwrap_err();
         assert!(format!("{err:#}").contains("listener web cannot bind"), "{err:#}");
         assert!(format!("{err:#}").contains("already in use"), "{err:#}");
-        // A spec without a namespace path gets a namespace of its own, where the port is free.
-        let own = namespace(&Network::New).unwrap().expect("a new namespace");
+        // In a namespace of its own (made on a thread: unsharing changes only the caller), the
+        // port is free.
+        let own = std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            NetNamespace::current().unwrap()
+        })
+        .join()
+        .unwrap();
         assert!(!own.is_current());
         let own = bind(Some(&own), &listen).unwrap();
         assert_eq!(own[0].listener.local_addr().unwrap().port(), port);

@@ -13,6 +13,7 @@ mod mounts;
 mod native;
 mod node;
 mod reactor;
+mod runner;
 mod service;
 mod shim;
 mod spec;
@@ -41,6 +42,13 @@ fn main() {
             std::process::exit(compiler::exit_status(&e));
         }
         return;
+    }
+    if args.get(1).map(String::as_str) == Some(runner::SUBCOMMAND) {
+        std::process::exit(runner::runner_main());
+    }
+    if !args.iter().skip(1).any(|a| a == "start" || a == "delete") {
+        // The server, still one thread: the helper runners are forked from must be forked now.
+        runner::start_helper();
     }
     containerd_shim::run::<shim::FabricksShim>(RUNTIME_ID, None);
 }

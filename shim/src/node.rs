@@ -1,24 +1,24 @@
 //! The runtime of a real node: a container's rootfs mounted from containerd's snapshot, its
-//! entrypoint classified, then a wasm task on a thread of this shim or a native process
-//! under runc (a pod's pause container).
+//! entrypoint classified, then a wasm program in a runner process of its own or a native
+//! process under runc (a pod's pause container).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result};
 use containerd_shim::api::CreateTaskRequest;
 use containerd_shim::protos::cgroups::metrics::Metrics;
-use fabricks_engine::{Engine, Stdio, Unrunnable};
+use fabricks_engine::{Engine, Stdio};
 
 use crate::cgroup::Cgroup;
 use crate::entrypoint::{self, Program};
 use crate::error::invalid;
 use crate::native::{NativeTask, Runc};
-use crate::service::{Ended, ExitSink, Kill, Runtime, Workload};
+use crate::runner::{self, Launch, RunnerTask};
+use crate::service::{ExitSink, Kill, Runtime, Workload};
 use crate::spec::ContainerSpec;
 use crate::termination::TerminationLog;
-use crate::wasm::{Io, Net, WasmTask};
-use crate::{hints, image, listen, mounts, stats, stdio, sweep};
+use crate::{image, listen, mounts, stats, stdio, sweep};
 
 pub struct Node {
     namespace: String,
@@ -28,14 +28,13 @@ pub struct Node {
 }
 
 pub struct NodeWorkload {
-    id: String,
     kind: Kind,
     rootfs: PathBuf,
     stdin: String,
 }
 
 enum Kind {
-    Wasm { task: Box<WasmTask>, exited: Mutex<Option<ExitSink>> },
+    Wasm(RunnerTask),
     Native(NativeTask),
 }
 
@@ -94,13 +93,21 @@ impl Node {
             None => Ok(fetch_image(false)?.map(|i| i.config)),
         })
         .context("reading the listen spec")?;
-        let net = Net { namespace: listen::namespace(&spec.network)?, listen: &listen };
         mounts::container_filesystem(spec)?;
-        let io = Io { stdin: &req.stdin, stdout: &req.stdout, stderr: &req.stderr };
-        let place = || Cgroup::create(spec, &self.namespace, &req.id);
         let engine = self.engine()?;
-        let task = WasmTask::prepare(engine, &wasm, export, spec, io, net, place)
-            .map_err(|e| Unrunnable::add_hint(e, hints::shim))?;
+        let task = runner::Task {
+            id: req.id.clone(),
+            bundle: PathBuf::from(&req.bundle),
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            export: export.map(str::to_string),
+            listen: listen.to_string(),
+            log_level: log::max_level().to_string(),
+            wasm_len: wasm.len(),
+        };
+        let place = || Cgroup::create(spec, &self.namespace, &req.id);
+        let task = RunnerTask::spawn(Launch { task, wasm: &wasm }, place, exited)?;
         sweep::record_origin(
             engine,
             &self.containerd,
@@ -109,7 +116,7 @@ impl Node {
             spec,
             task.cache_entry().to_path_buf(),
         );
-        Ok(Kind::Wasm { task: Box::new(task), exited: Mutex::new(Some(exited)) })
+        Ok(Kind::Wasm(task))
     }
 
     fn prepare_native(&self, req: &CreateTaskRequest, exited: ExitSink) -> Result<Kind> {
@@ -133,9 +140,7 @@ impl Runtime for Node {
     fn create(&self, req: &CreateTaskRequest, spec: &ContainerSpec, exited: ExitSink) -> Result<NodeWorkload> {
         mounts::mount_rootfs(&req.rootfs, &spec.rootfs)?;
         match self.prepare(req, spec, exited) {
-            Ok(kind) => {
-                Ok(NodeWorkload { id: req.id.clone(), kind, rootfs: spec.rootfs.clone(), stdin: req.stdin.clone() })
-            }
+            Ok(kind) => Ok(NodeWorkload { kind, rootfs: spec.rootfs.clone(), stdin: req.stdin.clone() }),
             Err(e) => {
                 let _ = mounts::unmount_all(&spec.rootfs);
                 if let Some(log) = TerminationLog::of(spec) {
@@ -150,32 +155,28 @@ impl Runtime for Node {
 impl Workload for NodeWorkload {
     fn pid(&self) -> u32 {
         match &self.kind {
-            // A wasm task lives in the shim process.
-            Kind::Wasm { .. } => std::process::id(),
+            Kind::Wasm(task) => task.pid(),
             Kind::Native(task) => task.pid(),
         }
     }
 
     fn start(&self) -> Result<()> {
         match &self.kind {
-            Kind::Wasm { task, exited } => {
-                let exited = exited.lock().unwrap().take().context("the task was already started")?;
-                task.start(&self.id, move |code, out_of_memory| exited(Ended { code: code as u32, out_of_memory }))
-            }
+            Kind::Wasm(task) => task.start(),
             Kind::Native(task) => task.start(),
         }
     }
 
     fn kill(&self, signal: u32, all: bool) -> Result<Kill> {
         match &self.kind {
-            Kind::Wasm { task, .. } => Ok(if task.signal(signal) { Kill::Ending } else { Kill::Delivered }),
+            Kind::Wasm(task) => Ok(if task.signal(signal) { Kill::Ending } else { Kill::Delivered }),
             Kind::Native(task) => task.kill(signal, all).map(|()| Kill::Delivered),
         }
     }
 
     fn delete(&self) -> Result<()> {
         match &self.kind {
-            Kind::Wasm { task, .. } => task.delete(),
+            Kind::Wasm(task) => task.delete(),
             Kind::Native(task) => task.delete()?,
         }
         stdio::release_input(&self.stdin);
@@ -185,7 +186,7 @@ impl Workload for NodeWorkload {
 
     fn metrics(&self) -> Result<Metrics> {
         match &self.kind {
-            Kind::Wasm { task, .. } => stats::wasm(task),
+            Kind::Wasm(task) => stats::wasm(task.memory(), task.cgroup()),
             // The pause container's usage is negligible and runc owns its cgroup.
             Kind::Native(_) => Ok(Metrics::default()),
         }

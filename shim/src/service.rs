@@ -55,7 +55,7 @@ pub trait Runtime: Send + Sync + 'static {
     fn create(&self, req: &CreateTaskRequest, spec: &ContainerSpec, exited: ExitSink) -> Result<Self::Workload>;
 }
 
-/// One container's workload: a wasm task on a thread of the shim, or a process under runc.
+/// One container's workload: a wasm program in its runner process, or a process under runc.
 pub trait Workload: Send + Sync + 'static {
     /// The pid containerd records for the task.
     fn pid(&self) -> u32;
@@ -265,7 +265,8 @@ impl<E: Events, R: Runtime> Service<E, R> {
     }
 
     /// A workload that does not end within the grace period is reported ended anyway, as a
-    /// killed process would be; a module thread blocked in a host call finishes on its own.
+    /// killed process would be; a module thread blocked in a host call ends with its runner,
+    /// which delete kills.
     fn report_if_stuck(&self, container: &Arc<Container<R::Workload>>, ended: Ended) {
         let (container, grace) = (container.clone(), self.stop_grace);
         std::thread::spawn(move || {

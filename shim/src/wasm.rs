@@ -1,10 +1,10 @@
-//! A wasm container: a thread of the shim running one program (a preview-1 module or a
-//! preview-2 component), to its exit or as an HTTP server.
+//! A wasm container's program (a preview-1 module or a preview-2 component) on a thread of
+//! its runner (`crate::runner`), to its exit or as an HTTP server.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use fabricks_engine::{
@@ -13,7 +13,6 @@ use fabricks_engine::{
 };
 use fabricks_listen::ListenSpec;
 
-use crate::cgroup::Cgroup;
 use crate::entrypoint::split_export;
 use crate::error::invalid;
 use crate::listen;
@@ -33,8 +32,6 @@ pub struct WasmTask {
     stderr: Mutex<Option<File>>,
     stopper: Stopper,
     memory: MemoryLimit,
-    /// The container's cpu/cpuacct cgroups, which the module thread joins.
-    cgroup: Option<Arc<Cgroup>>,
     /// The container's network namespace (`None`: the host's), which the module thread
     /// enters: a component's own sockets and outgoing connections are made there.
     namespace: Option<NetNamespace>,
@@ -76,7 +73,6 @@ impl WasmTask {
         spec: &ContainerSpec,
         io: Io,
         net: Net,
-        place: impl FnOnce() -> Result<Option<Cgroup>>,
     ) -> Result<Self> {
         let program_name = spec.program().unwrap_or_default().to_string();
         // A service (it has ports) lives on the code it starts with: it waits for optimized
@@ -168,15 +164,12 @@ impl WasmTask {
         for listener in run_listeners(&run) {
             stopper.watch_listener(listener).context("watching a listener")?;
         }
-        // Last: nothing after it can fail, so a failed create leaves no cgroup behind.
-        let cgroup = place()?.map(Arc::new);
         Ok(Self {
             engine: engine.clone(),
             run: Mutex::new(Some(run)),
             stderr: Mutex::new(stderr_copy),
             stopper,
             memory,
-            cgroup,
             namespace: net.namespace,
             pin,
             reason,
@@ -184,22 +177,19 @@ impl WasmTask {
         })
     }
 
-    /// Runs the program on its own thread, inside the container's cgroups and network
-    /// namespace; `on_exit` gets its exit status and whether it ran out of memory.
+    /// Runs the program on its own thread, inside the container's network namespace;
+    /// `on_exit` gets its exit status and whether it ran out of memory.
     pub fn start(&self, id: &str, on_exit: impl FnOnce(i32, bool) + Send + 'static) -> Result<()> {
         let run = self.run.lock().unwrap().take().context("the task was already started")?;
         let (engine, stopper) = (self.engine.clone(), self.stopper.clone());
-        let (memory, cgroup, namespace) = (self.memory.clone(), self.cgroup.clone(), self.namespace.clone());
+        let (memory, namespace) = (self.memory.clone(), self.namespace.clone());
         let mut stderr = self.stderr.lock().unwrap().take();
         let (reason, termination) = (self.reason.clone(), self.termination.clone());
         let id = id.to_string();
         std::thread::Builder::new()
             .name(format!("wasm-{}", &id[..id.len().min(8)]))
             .spawn(move || {
-                let entered = cgroup
-                    .as_ref()
-                    .map_or(Ok(()), |c| c.enter())
-                    .and_then(|()| namespace.as_ref().map_or(Ok(()), NetNamespace::enter));
+                let entered = namespace.as_ref().map_or(Ok(()), NetNamespace::enter);
                 let result = entered.and_then(|()| match run {
                     Run::Command(module, command) => engine.run(&module, command, &stopper),
                     Run::Reactor(task) => fabricks_http::serve(task.pool, &task.settings, task.listeners, &stopper),
@@ -226,9 +216,6 @@ impl WasmTask {
                 drop(stderr);
                 // Its ports are free the moment it ends, as a process's are.
                 stopper.close_listeners();
-                if let Some(cgroup) = &cgroup {
-                    cgroup.leave();
-                }
                 on_exit(code, memory.exceeded())
             })
             .context("starting the module thread")?;
@@ -252,17 +239,6 @@ impl WasmTask {
     /// The compiled module's cache entry.
     pub fn cache_entry(&self) -> &Path {
         self.pin.path()
-    }
-
-    pub fn cgroup(&self) -> Option<&Cgroup> {
-        self.cgroup.as_deref()
-    }
-
-    /// Removes the container's cgroups (now, or when its thread leaves them).
-    pub fn delete(&self) {
-        if let Some(cgroup) = &self.cgroup {
-            cgroup.delete();
-        }
     }
 }
 
